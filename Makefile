@@ -1,0 +1,39 @@
+# The two set-up commands of the README:
+#   make course   create .venv, install everything, register the kernel, open the course in JupyterLab
+#   make test     create or reuse .venv, install, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KERNEL := hope-lite
+# Without a CUDA driver, take torch's CPU build (a local wheel on our CI machines). Users elsewhere
+# can point pip at PyTorch's CPU index: make course TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_CPU ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: course test install kernel bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "torch already installed"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/pip install --quiet "torch>=2.4"; \
+	else $(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_CPU)"; fi
+	$(BIN)/pip install --quiet -e ".[test]"
+
+kernel: install
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "hope_lite (Python 3)" >/dev/null
+
+course: kernel
+	$(BIN)/jupyter lab --ip=127.0.0.1 notebooks/00_start_here.ipynb
+
+test: kernel
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/titans_memory.py
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

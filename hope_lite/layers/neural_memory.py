@@ -1,0 +1,170 @@
+"""Titans neural long-term memory as an nn.Module (Titans sec. 3 and 4.4, NL eq 89).
+
+    q, k, v = SiLU(conv4(x W_q)), SiLU(conv4(x W_k)), SiLU(conv4(x W_v))     (Titans sec. 4.4)
+    q, k    = q / ||q||, k / ||k||                                           (per head)
+    theta_t = theta_max * sigmoid(x_t w_theta)   in (0, theta_max)            inner learning rate
+    eta_t   = sigmoid(x_t w_eta)                 in (0, 1)                    momentum (eq 10)
+    alpha_t = sigmoid(x_t w_alpha)               in (0, 1)                    forgetting (eq 13)
+    y       = memory rule of hope_lite.functional (eq 9-16), one memory per (batch, head)
+    out     = W_o ( RMSNorm(y) * SiLU(x W_g) )                               output norm + gate
+
+Choices where Titans is silent (PAPER_NOTES sec. 1.1, 6.7): the gates are per token and per
+head, linear in x_t, squashed by sigmoids; the order projection -> convolution -> SiLU; the gate
+is SiLU-activated (as Gated DeltaNet, which Titans follows); the initial memory weights are
+parameters shared across sequences (meta-learned, NL sec. 8.1); the initial momentum is zero.
+
+Index letters: b batch, h heads, n tokens, d head features, D model features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from hope_lite.functional import MemoryState, init_state, titans_update_chunked, titans_update_reference
+from hope_lite.layers.conv import CausalDepthwiseConv
+from hope_lite.memory import make_memory
+
+
+@dataclass
+class NeuralMemoryConfig:
+    dim: int = 256  # D, model width
+    heads: int = 4  # h; each head has its own memory of width D / h
+    memory: str = "mlp"  # "mlp" (NL eq 89) or "linear"
+    memory_depth: int = 2  # layers of the MLP memory (>= 2)
+    memory_expansion: float = 4.0  # hidden width of the MLP memory, in units of D / h
+    chunk_size: int = 16  # b: tokens that share one anchor state
+    conv_window: int = 4  # causal depthwise convolution window (Titans sec. 4.4)
+    theta_max: float = 1.0  # inner learning rate range (0, theta_max)
+    theta_init: float = 0.1  # initial theta (through the gate bias)
+    eta_init: float = 0.9  # initial momentum
+    alpha_init: float = 0.01  # initial forgetting
+    reference: bool = False  # use the slow per-token loop (for teaching and tests)
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.heads < 1:
+            raise ValueError(f"dim={self.dim} and heads={self.heads} must be >= 1")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if self.memory not in ("mlp", "linear"):
+            raise ValueError(f"memory={self.memory!r} is not known; allowed: 'mlp', 'linear'")
+        if self.memory == "mlp" and self.memory_depth < 2:
+            raise ValueError(f"memory_depth={self.memory_depth} must be >= 2 for memory='mlp'")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            raise ValueError(f"chunk_size={self.chunk_size!r} must be an integer >= 1")
+        if self.conv_window < 1:
+            raise ValueError(f"conv_window={self.conv_window} must be >= 1")
+        if not self.theta_max > 0:
+            raise ValueError(f"theta_max={self.theta_max} must be > 0")
+        for name, value, high in (
+            ("theta_init", self.theta_init, self.theta_max),
+            ("eta_init", self.eta_init, 1.0),
+            ("alpha_init", self.alpha_init, 1.0),
+        ):
+            if not 0 < value < high:
+                raise ValueError(f"{name}={value} must lie strictly between 0 and {high}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+
+@dataclass(frozen=True)
+class NeuralMemoryState:
+    """The whole streaming state of a :class:`NeuralMemory`: memory, momentum, conv cache, position."""
+
+    memory: MemoryState  # weights/momentum/anchor [b*h, out, in]
+    conv: Tensor  # [b, 3D, window-1]
+
+    @property
+    def position(self) -> int:
+        return self.memory.position
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class NeuralMemory(nn.Module):
+    """A Titans memory layer: ``x [b, n, D] -> (out [b, n, D], state)``."""
+
+    def __init__(self, config: NeuralMemoryConfig | None = None, name: str = "memory", **overrides):
+        super().__init__()
+        config = config or NeuralMemoryConfig(**overrides)
+        self.config, self.name = config, name
+        D, h, d = config.dim, config.heads, config.head_dim
+        self.memory = make_memory(config.memory, d, config.memory_depth, config.memory_expansion)
+        self.to_qkv = nn.Linear(D, 3 * D, bias=False)
+        self.conv = CausalDepthwiseConv(3 * D, config.conv_window)
+        self.to_gates = nn.Linear(D, 3 * h)  # theta, eta, alpha logits per head
+        self.out_norm = nn.RMSNorm(d)
+        self.to_gate = nn.Linear(D, D, bias=False)
+        self.to_out = nn.Linear(D, D, bias=False)
+        # meta-learned initial memory M_0, one per head: [h, out, in]
+        self.initial_weights = nn.ParameterList(nn.Parameter(w) for w in self.memory.init_weights(h))
+        with torch.no_grad():
+            self.to_gates.weight.mul_(0.1)
+            bias = self.to_gates.bias.view(3, h)
+            bias[0].fill_(_logit(config.theta_init / config.theta_max))
+            bias[1].fill_(_logit(config.eta_init))
+            bias[2].fill_(_logit(config.alpha_init))
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> NeuralMemoryState:
+        """The learned initial memory for ``batch`` sequences, zero momentum, empty conv cache."""
+        p = self.initial_weights[0]
+        device, dtype = device or p.device, dtype or p.dtype
+        weights = tuple(
+            w.to(device, dtype).unsqueeze(0).expand(batch, *w.shape).flatten(0, 1)
+            for w in self.initial_weights
+        )  # [b*h, out, in]
+        return NeuralMemoryState(init_state(weights), self.conv.empty_cache(batch, device, dtype))
+
+    def check_state(self, state: NeuralMemoryState, batch: int) -> None:
+        """Raise a clear error if ``state`` was made by another configuration or batch size."""
+        if not isinstance(state, NeuralMemoryState):
+            raise TypeError(f"state must be a NeuralMemoryState, got {type(state).__name__}")
+        copies = batch * self.config.heads
+        for name in ("weights", "momentum", "anchor"):
+            self.memory.check_weights(getattr(state.memory, name), copies, f"state.memory.{name}")
+        want = (batch, self.conv.channels, self.conv.window - 1)
+        if tuple(state.conv.shape) != want:
+            raise ValueError(f"state.conv has shape {tuple(state.conv.shape)}; this layer needs {want}")
+
+    def gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-token, per-head ``theta, eta, alpha`` from ``x [b, n, D]``, each ``[b*h, n]``."""
+        logits = rearrange(self.to_gates(x), "b n (g h) -> g (b h) n", g=3)
+        theta = self.config.theta_max * torch.sigmoid(logits[0])
+        return theta, torch.sigmoid(logits[1]), torch.sigmoid(logits[2])
+
+    def forward(
+        self, x: Tensor, state: NeuralMemoryState | None = None
+    ) -> tuple[Tensor, NeuralMemoryState]:
+        if x.dim() != 3 or x.shape[-1] != self.config.dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [batch, tokens, {self.config.dim}]")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+        b = x.shape[0]
+        if state is None:
+            state = self.initial_state(b, x.device)
+        else:
+            self.check_state(state, b)
+        qkv, conv_cache = self.conv(self.to_qkv(x), state.conv)
+        q, k, v = rearrange(F.silu(qkv), "b n (three h d) -> three (b h) n d", three=3, h=self.config.heads)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        theta, eta, alpha = self.gates(x)
+        if self.config.reference:
+            y, memory_state = titans_update_reference(
+                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size
+            )
+        else:
+            y, memory_state = titans_update_chunked(
+                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size, self.name
+            )
+        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
+        out = self.to_out(y * F.silu(self.to_gate(x)))
+        return out, NeuralMemoryState(memory_state, conv_cache)
