@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 
 from hope_lite import trace
+from torch.utils.checkpoint import checkpoint
+
 from hope_lite.memory import Memory, Weights
 
 __all__ = [
@@ -142,38 +144,66 @@ def _segments(position: int, n: int, b: int) -> list[tuple[int, int]]:
     return [(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s]
 
 
-def _segment_coefficients(theta, eta, alpha, segments) -> list[tuple[Tensor, ...]]:
-    """Coefficients of every segment; all full-length segments in one batched call."""
+def _transition(coeffs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    """Pack coefficients for the fused update of the stacked state ``[S; M]``.
+
+    Returns ``mix [..., 2, 2]`` and ``w [..., c, 2]`` with
+    ``[S_end; M_end] = mix @ [S_0; M_0] + sum_i w[i] u_i``.
+    """
+    s_decay, m_decay, m_from_s, w_s, w_m = coeffs
+    mix = torch.stack(
+        (torch.stack((s_decay, torch.zeros_like(s_decay)), -1), torch.stack((m_from_s, m_decay), -1)),
+        dim=-2,
+    )
+    return mix, -torch.stack((w_s, w_m), dim=-1)
+
+
+def _segment_transitions(theta, eta, alpha, segments) -> list[tuple[Tensor, Tensor]]:
+    """``_transition`` of every segment; all full-length segments in one batched call."""
     lengths = [e - s for s, e in segments]
-    full = max(lengths)
-    idx = [i for i, c in enumerate(lengths) if c == full]
+    full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the full chunks
+    start, end = segments[full[0]][0], segments[full[-1]][1]
+    gates = [g[:, start:end].unflatten(1, (len(full), max(lengths))) for g in (theta, eta, alpha)]
+    mix, w = _transition(chunk_coefficients(*gates))  # [B, chunks, 2, 2], [B, chunks, c, 2]
     out: list = [None] * len(segments)
-    # the segments of length `full` are contiguous except possibly one head segment
-    start, end = segments[idx[0]][0], segments[idx[-1]][1]
-    if end - start == full * len(idx):
-        gates = [g[:, start:end].unflatten(1, (len(idx), full)) for g in (theta, eta, alpha)]
-        batched = chunk_coefficients(*gates)  # [B, chunks, ...]
-        for j, i in enumerate(idx):
-            out[i] = tuple(c[:, j] for c in batched)
+    for j, i in enumerate(full):
+        out[i] = (mix[:, j], w[:, j])
     for i, (s, e) in enumerate(segments):
-        if out[i] is None:
-            out[i] = chunk_coefficients(theta[:, s:e], eta[:, s:e], alpha[:, s:e])
+        if out[i] is None:  # a partial first or last chunk
+            out[i] = _transition(chunk_coefficients(theta[:, s:e], eta[:, s:e], alpha[:, s:e]))
     return out
 
 
-def _write(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, coeffs):
-    """One segment's writes: gradients at the anchor, scan coefficients applied per layer."""
-    s_decay, m_decay, m_from_s, w_s, w_m = coeffs
+def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, mix: Tensor, w: Tensor):
+    """One segment's writes on the stacked state ``[S; M]`` (``[B, 2, out, in]`` per layer)."""
     pred, cache = memory.forward_cached(anchor, k)
     err = pred - v  # M_anchor(k_t) - v_t: [B, c, d]
     signals = memory.layer_signals(anchor, cache, 2 * err)  # u_t = grad ||err_t||^2 (eq 12)
-    w = torch.stack((w_s, w_m)).unsqueeze(-1)  # [2, B, c, 1]
-    new_weights, new_momentum = [], []
-    for (delta, inp), m, s in zip(signals, weights, momentum):
-        g_s, g_m = ((delta * w).transpose(-1, -2) @ inp).unbind(0)  # sum_i w_i u_i: [B, out, in]
-        new_momentum.append(s_decay[:, None, None] * s - g_s)  # S_end
-        new_weights.append(m_decay[:, None, None] * m + m_from_s[:, None, None] * s - g_m)  # M_end
-    return tuple(new_weights), tuple(new_momentum), err, signals
+    new = []
+    for (delta, inp), state in zip(signals, stacked):
+        B, c, o = delta.shape
+        weighted = (delta.unsqueeze(2) * w.unsqueeze(-1)).reshape(B, c, 2 * o)  # [B, c, 2*out]
+        g = (weighted.transpose(1, 2) @ inp).view(B, 2, -1)  # sum_i w_i u_i for S and M
+        # [S_end; M_end] = mix [S_0; M_0] + g, one fused kernel
+        new.append(torch.baddbmm(g, mix, state.reshape(B, 2, -1)).view_as(state))
+    return tuple(new), err, signals
+
+
+def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | None = None, on_write=None):
+    """Read and write consecutive segments; returns ``(y [B, c_total, d], stacked)``.
+
+    Each segment reads and differentiates its anchor: ``anchor`` for the first one if given (a
+    stream that stopped mid-chunk), otherwise the state at the segment's start (a chunk start).
+    """
+    outputs = []
+    for i, (k_c, v_c, q_c, mix, w) in enumerate(segments):
+        if anchor is None or i > 0:
+            anchor = tuple(x[:, 1] for x in stacked)  # M at the chunk start
+        outputs.append(memory.forward(anchor, q_c))  # y_t = M_anchor(q_t) (eq 15)
+        stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, mix, w)
+        if on_write is not None:
+            on_write(i, err, signals, stacked)
+    return torch.cat(outputs, dim=1), stacked
 
 
 def titans_update_chunked(
@@ -187,6 +217,7 @@ def titans_update_chunked(
     alpha: Tensor,
     chunk_size: int,
     source: str = "memory",
+    checkpoint_chunks: int = 0,
 ) -> tuple[Tensor, MemoryState]:
     """Read and write a Titans memory over a sequence, chunk-parallel (see module docstring).
 
@@ -199,45 +230,80 @@ def titans_update_chunked(
         alpha: forgetting gate ``alpha_t`` in [0, 1], ``[B, n]``.
         chunk_size: b >= 1; tokens of a chunk take gradients at, and read, the chunk-start state.
         source: the name under which an active :mod:`hope_lite.trace` recorder files events.
+        checkpoint_chunks: if > 0 and gradients are on, keep only every this-many chunks' state
+            for the backward pass and recompute the rest (less memory, about a third more time).
 
     Returns:
         ``y [B, n, d]`` and the state after the last token.
     """
     _check(memory, state, k, v, q, theta, eta, alpha, chunk_size)
-    n, b = k.shape[1], chunk_size
+    if not isinstance(checkpoint_chunks, int) or checkpoint_chunks < 0:
+        raise ValueError(f"checkpoint_chunks={checkpoint_chunks!r} must be an integer >= 0")
+    n, b, pos = k.shape[1], chunk_size, state.position
     if n == 0:
         return q.clone(), state
-    rec = trace.active()
-    weights, momentum, anchor, pos = state.weights, state.momentum, state.anchor, state.position
     segments = _segments(pos, n, b)
-    outputs = []
-    for (s, e), coeffs in zip(segments, _segment_coefficients(theta, eta, alpha, segments)):
-        outputs.append(memory.forward(anchor, q[:, s:e]))  # y_t = M_anchor(q_t) (eq 15)
-        weights, momentum, err, signals = _write(
-            memory, anchor, weights, momentum, k[:, s:e], v[:, s:e], coeffs
+    lengths = [e - s for s, e in segments]
+    # split once (not slice per chunk): slicing would make every chunk's backward fill a
+    # gradient the size of the whole sequence
+    data = [
+        (*kvq, *mix_w)
+        for kvq, mix_w in zip(
+            zip(k.split(lengths, 1), v.split(lengths, 1), q.split(lengths, 1)),
+            _segment_transitions(theta, eta, alpha, segments),
         )
-        if rec is not None:
-            _record(rec, source, pos + s, pos + e, err, signals, theta, eta, alpha, s, e, weights)
-        if (pos + e) % b == 0:
-            anchor = weights  # the next chunk reads and differentiates this state
+    ]
+    rec = trace.active()
+
+    def recorder(first: int):  # records segments[first + i] as _run writes them
+        if rec is None:
+            return None
+        return lambda i, err, signals, stacked: _record(
+            rec, source, pos, segments[first + i], err, signals, theta, eta, alpha, stacked
+        )
+
+    stacked = tuple(torch.stack(sm, 1) for sm in zip(state.momentum, state.weights))  # [B, 2, o, i]
+    head = int(pos % b != 0)  # a segment that finishes the chunk a previous call left open
+    tail = int((pos + n) % b != 0 and len(data) > head)  # a segment that opens a chunk left open
+    body = data[head : len(data) - tail]  # whole chunks
+    outputs = []
+    if head:
+        y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0))
+        outputs.append(y)
+    group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
+    if 0 < group < len(body):
+        for i in range(0, len(body), group):  # backward recomputes each group from its start state
+            y, stacked = checkpoint(_run, memory, stacked, body[i : i + group], use_reentrant=False)
+            outputs.append(y)
+    elif body:
+        y, stacked = _run(memory, stacked, body, None, recorder(head))
+        outputs.append(y)
+    anchor = state.anchor  # still open from before, unless a chunk started since
+    if tail:
+        anchor = tuple(x[:, 1] for x in stacked)
+        y, stacked = _run(memory, stacked, data[-1:], anchor, recorder(len(data) - 1))
+        outputs.append(y)
+    momentum, weights = (tuple(x[:, i] for x in stacked) for i in (0, 1))
+    if (pos + n) % b == 0:
+        anchor = weights
     return torch.cat(outputs, dim=1), MemoryState(weights, momentum, anchor, pos + n)
 
 
-def _record(rec, source, start, end, err, signals, theta, eta, alpha, s, e, weights) -> None:
+def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked) -> None:
+    s, e = segment
     # ||u_t||_F^2 = sum_l ||delta_l,t||^2 ||input_l,t||^2 (each layer's gradient is an outer product)
     sq = sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
-    position = torch.arange(start, end)
     rec.memory_step(
         source,
-        position,
+        torch.arange(pos + s, pos + e),
         surprise=sq.sqrt(),
         retrieval_error=err.norm(dim=-1),
         theta=theta[:, s:e],
         eta=eta[:, s:e],
         alpha=alpha[:, s:e],
     )
-    if rec.wants_snapshot(start, end):
-        rec.snapshot(source, end, weights)
+    if rec.wants_snapshot(pos + s, pos + e):
+        rec.snapshot(source, pos + e, tuple(x[:, 1] for x in stacked))
 
 
 # --------------------------------------------------------------------------- reference

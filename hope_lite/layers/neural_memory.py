@@ -44,6 +44,7 @@ class NeuralMemoryConfig:
     theta_init: float = 0.1  # initial theta (through the gate bias)
     eta_init: float = 0.9  # initial momentum
     alpha_init: float = 0.01  # initial forgetting
+    checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
     reference: bool = False  # use the slow per-token loop (for teaching and tests)
 
     def __post_init__(self) -> None:
@@ -57,6 +58,8 @@ class NeuralMemoryConfig:
             raise ValueError(f"memory_depth={self.memory_depth} must be >= 2 for memory='mlp'")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
             raise ValueError(f"chunk_size={self.chunk_size!r} must be an integer >= 1")
+        if not isinstance(self.checkpoint_chunks, int) or self.checkpoint_chunks < 0:
+            raise ValueError(f"checkpoint_chunks={self.checkpoint_chunks!r} must be an integer >= 0")
         if self.conv_window < 1:
             raise ValueError(f"conv_window={self.conv_window} must be >= 1")
         if not self.theta_max > 0:
@@ -163,7 +166,8 @@ class NeuralMemory(nn.Module):
             )
         else:
             y, memory_state = titans_update_chunked(
-                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size, self.name
+                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
+                self.name, self.config.checkpoint_chunks,
             )
         y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
         out = self.to_out(y * F.silu(self.to_gate(x)))

@@ -60,6 +60,6 @@ class ResidualMLPMemory(Memory):
         signals = [(dy, inputs[-1])]  # last layer: delta_L = dy
         delta = dy
         for l in range(len(weights) - 2, -1, -1):
-            delta = (delta @ weights[l + 1]) * silu_grad(pre[l])  # backprop through W_{l+1}, s
+            delta = (delta @ weights[l + 1]) * silu_grad(pre[l])  # back through W_{l+1} and s
             signals.append((delta, inputs[l]))
         return tuple(reversed(signals))

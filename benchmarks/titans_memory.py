@@ -1,0 +1,208 @@
+"""Throughput and peak memory of the Titans memory layer, with ratios measured in the same run.
+
+    python benchmarks/titans_memory.py            # the full grid (about 15-25 minutes on 2 cores)
+    python benchmarks/titans_memory.py --quick    # a small grid (about a minute)
+
+Each measurement runs in a fresh subprocess (so peak RSS belongs to it alone) with 2 threads:
+median tokens/s of >= 5 timed runs after a warm-up, forward and forward+backward. Compared in the
+same run: the per-token reference loop (hope_lite's specification) and, if the `peers` extra is
+installed (`pip install -e ".[peers]"`), titans-pytorch's NeuralMemory at the same sizes, at its
+default batch_size=None (every chunk's gradient taken at the sequence-start weights) and at
+batch_size=b (weights refreshed every chunk, as hope_lite does). Also a forward-only stream of
+1,000,000 tokens fed in pieces, with RSS sampled along the way (it should stay flat).
+
+Results: a table on stdout and JSON in benchmarks/results/titans_memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DIM, HEADS, HEAD_DIM = 256, 4, 64
+RESULTS = Path(__file__).parent / "results" / "titans_memory.json"
+
+
+def build(impl: str, chunk: int):
+    """The layer under test: dim 256, 4 heads of 64, 2-layer MLP memory with 4x hidden."""
+    if impl in ("hope_lite", "reference"):
+        from hope_lite.layers import NeuralMemory
+
+        return NeuralMemory(dim=DIM, heads=HEADS, chunk_size=chunk, reference=impl == "reference")
+    from titans_pytorch import NeuralMemory as PeerMemory
+
+    batch_size = None if impl == "titans_pytorch" else chunk  # "titans_pytorch_bs": batch_size=b
+    return PeerMemory(dim=DIM, heads=HEADS, dim_head=HEAD_DIM, chunk_size=chunk, batch_size=batch_size,
+                      default_model_kwargs=dict(depth=2, expansion_factor=4.0))
+
+
+def measure(job: dict) -> dict:
+    """Run one configuration in this process; returns tokens/s and peak RSS."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(0)
+    layer = build(job["impl"], job["chunk"])
+    x = torch.randn(job["batch"], job["seq"], DIM)
+
+    def step():
+        if job["mode"] == "fwd":
+            with torch.no_grad():
+                layer(x)
+        else:
+            layer(x)[0].square().mean().backward()
+
+    step()  # warm-up
+    times = []
+    for _ in range(job["repeats"]):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    tokens = job["batch"] * job["seq"]
+    return dict(job, tokens_per_s=tokens / statistics.median(times), median_s=statistics.median(times),
+                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def stream(job: dict) -> dict:
+    """Forward-only stream of ``job['seq']`` tokens in pieces, sampling RSS as it goes."""
+    import psutil
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    layer = build("hope_lite", job["chunk"])
+    piece, state, rss, start = 4096, None, [], time.perf_counter()
+    proc = psutil.Process()
+    with torch.no_grad():
+        for i in range(0, job["seq"], piece):
+            _, state = layer(torch.randn(1, min(piece, job["seq"] - i), DIM), state)
+            rss.append(proc.memory_info().rss / 2**20)
+    elapsed = time.perf_counter() - start
+    return dict(job, tokens_per_s=job["seq"] / elapsed, rss_first_mb=rss[0], rss_last_mb=rss[-1],
+                rss_max_mb=max(rss), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def run_in_subprocess(job: dict, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:
+        return dict(job, error=f"timed out after {timeout:.0f} s")
+    except subprocess.CalledProcessError as e:
+        return dict(job, error=(e.stderr.strip().splitlines() or ["failed"])[-1])
+
+
+def jobs(args) -> list[dict]:
+    base = dict(threads=args.threads, repeats=args.repeats)
+    grid = []
+    for seq in args.seqs:
+        for chunk in args.chunks:
+            for batch in args.batches:
+                for mode in ("fwd", "fwdbwd"):
+                    grid.append(dict(base, impl="hope_lite", seq=seq, chunk=chunk, batch=batch, mode=mode))
+    for chunk in args.chunks:  # the slow specification, at sequence 1024
+        grid.append(dict(base, impl="reference", seq=1024, chunk=chunk, batch=1, mode="fwdbwd", repeats=3))
+    if args.peers:
+        for impl in ("titans_pytorch", "titans_pytorch_bs"):
+            for chunk in args.chunks:
+                grid.append(dict(base, impl=impl, seq=args.peer_seq, chunk=chunk, batch=1, mode="fwdbwd"))
+                grid.append(dict(base, impl=impl, seq=args.rss_seq, chunk=chunk, batch=1, mode="fwdbwd", repeats=1))
+    for chunk in args.chunks:  # peak RSS at the long sequence, batch 1
+        grid.append(dict(base, impl="hope_lite", seq=args.rss_seq, chunk=chunk, batch=1, mode="fwdbwd", repeats=1))
+    return grid
+
+
+def find(rows, **key):
+    for r in rows:
+        if all(r.get(k) == v for k, v in key.items()) and "error" not in r:
+            return r
+    return None
+
+
+def report(rows: list[dict], args) -> list[str]:
+    lines = [f"{'impl':18} {'seq':>6} {'b':>3} {'batch':>5} {'mode':>7} {'tok/s':>10} {'peak RSS MB':>11}"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['impl']:18} {r['seq']:>6} {r['chunk']:>3} {r.get('batch', 1):>5} {r['mode']:>7}  {r['error']}")
+        else:
+            lines.append(f"{r['impl']:18} {r['seq']:>6} {r['chunk']:>3} {r.get('batch', 1):>5} {r['mode']:>7} "
+                         f"{r['tokens_per_s']:>10.0f} {r['peak_rss_mb']:>11.0f}")
+    lines.append("\nRatios (same run):")
+    for chunk in args.chunks:
+        ours = find(rows, impl="hope_lite", seq=args.peer_seq, chunk=chunk, batch=1, mode="fwdbwd")
+        ref = find(rows, impl="reference", chunk=chunk)
+        ours_1k = find(rows, impl="hope_lite", seq=1024, chunk=chunk, batch=1, mode="fwdbwd")
+        if ours_1k and ref:
+            lines.append(f"  b={chunk:>2}: hope_lite / per-token reference (seq 1024, fwd+bwd): "
+                         f"{ours_1k['tokens_per_s'] / ref['tokens_per_s']:.0f}x  (target >= 50x)")
+        for impl in ("titans_pytorch", "titans_pytorch_bs"):
+            peer = find(rows, impl=impl, seq=args.peer_seq, chunk=chunk)
+            if ours and peer:
+                lines.append(f"  b={chunk:>2}: hope_lite / {impl} tokens/s (seq {args.peer_seq}, fwd+bwd): "
+                             f"{ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x  (target >= 3x)")
+            ours_rss = find(rows, impl="hope_lite", seq=args.rss_seq, chunk=chunk, repeats=1)
+            peer_rss = find(rows, impl=impl, seq=args.rss_seq, chunk=chunk)
+            if ours_rss and peer_rss:
+                lines.append(f"  b={chunk:>2}: peak RSS hope_lite / {impl} (seq {args.rss_seq}): "
+                             f"{ours_rss['peak_rss_mb']:.0f} / {peer_rss['peak_rss_mb']:.0f} MB = "
+                             f"{ours_rss['peak_rss_mb'] / peer_rss['peak_rss_mb']:.2f}  (target <= 0.25)")
+    s = find(rows, impl="stream")
+    if s:
+        lines.append(f"  stream of {s['seq']:,} tokens (forward, batch 1, b={s['chunk']}): {s['tokens_per_s']:.0f} tok/s, "
+                     f"RSS first/last/max {s['rss_first_mb']:.0f}/{s['rss_last_mb']:.0f}/{s['rss_max_mb']:.0f} MB "
+                     f"(target: flat, < 1024 MB)")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small grid: seq 1024, b 16/64, batch 1, no peers at long seq")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--stream-tokens", type=int, default=1_000_000)
+    p.add_argument("--no-peers", action="store_true", help="skip titans-pytorch even if installed")
+    p.add_argument("--timeout", type=float, default=900, help="seconds allowed per measurement")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(stream(job) if job["impl"] == "stream" else measure(job)))
+        return
+    if args.repeats < 5:
+        p.error(f"--repeats={args.repeats}: use at least 5 for a median worth quoting")
+    try:
+        import titans_pytorch  # noqa: F401
+        have_peers = not args.no_peers
+    except ImportError:
+        have_peers = False
+        print("titans-pytorch not installed (pip install -e '.[peers]'): peer columns skipped")
+    args.peers = have_peers
+    args.chunks = [16, 64]
+    args.seqs, args.batches = ([1024], [1]) if args.quick else ([1024, 4096, 16384], [1, 4])
+    args.peer_seq, args.rss_seq = (1024, 4096) if args.quick else (4096, 16384)
+    todo = jobs(args)
+    stream_job = dict(impl="stream", seq=args.stream_tokens if not args.quick else 65536, chunk=64,
+                      threads=args.threads, mode="fwd")
+    from tqdm import tqdm
+
+    rows = []
+    for job in tqdm(todo + [stream_job], desc="benchmark", unit="config"):
+        rows.append(run_in_subprocess(job, args.timeout))
+    lines = report(rows, args)
+    print("\n".join(lines))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(cpu_count=os.cpu_count(), python=sys.version.split()[0], quick=args.quick)
+    args.out.write_text(json.dumps(dict(meta=meta, rows=rows, summary=lines), indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The NeuralMemory layer: streaming, exactness of its fast path, gradients, errors, devices."""
+
+import pytest
+import torch
+
+from hope_lite.layers import NeuralMemory, NeuralMemoryConfig
+
+
+def small(**overrides) -> NeuralMemory:
+    config = dict(dim=12, heads=3, chunk_size=4, memory_expansion=2.0)
+    config.update(overrides)
+    return NeuralMemory(**config)
+
+
+@pytest.mark.parametrize("memory", ["linear", "mlp"])
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_layer_fast_path_equals_reference(memory, chunk):
+    fast = small(memory=memory, chunk_size=chunk).double()
+    slow = small(memory=memory, chunk_size=chunk, reference=True).double()
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 21, 12, dtype=torch.float64)
+    y_fast, s_fast = fast(x)
+    y_slow, s_slow = slow(x)
+    torch.testing.assert_close(y_fast, y_slow, atol=1e-10, rtol=0)
+    torch.testing.assert_close(s_fast.memory.weights[0], s_slow.memory.weights[0], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cuts", [[5], [4, 8], [1, 2, 3, 17]])
+def test_layer_stream_in_pieces_equals_one_call(cuts):
+    layer = small().double()
+    x = torch.randn(2, 23, 12, dtype=torch.float64)
+    y_all, s_all = layer(x)
+    state, pieces, bounds = None, [], [0, *cuts, 23]
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        y, state = layer(x[:, s:e], state)
+        pieces.append(y)
+    torch.testing.assert_close(torch.cat(pieces, 1), y_all, atol=1e-12, rtol=0)
+    torch.testing.assert_close(state.conv, s_all.conv)
+    assert state.position == 23
+
+
+def test_gradients_reach_projections_gates_and_initial_memory():
+    layer = small()
+    y, _ = layer(torch.randn(2, 10, 12))
+    y.square().mean().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_layer_gradcheck_float64():
+    layer = small(dim=4, heads=2, memory_expansion=1.0, chunk_size=2).double()
+    x = torch.randn(1, 5, 4, dtype=torch.float64, requires_grad=True)
+    w0 = layer.initial_weights[0]
+    assert torch.autograd.gradcheck(lambda x, w: layer(x)[0], (x, w0))
+
+
+def test_gates_stay_in_their_documented_ranges():
+    layer = small(theta_max=0.5)
+    theta, eta, alpha = layer.gates(100 * torch.randn(2, 50, 12))
+    assert theta.min() >= 0 and theta.max() <= 0.5
+    assert eta.min() >= 0 and eta.max() <= 1 and alpha.min() >= 0 and alpha.max() <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dim=10, heads=3), "dim=10 is not divisible by heads=3"),
+        (dict(chunk_size=0), "chunk_size=0"),
+        (dict(memory="conv"), "memory='conv'"),
+        (dict(memory_depth=1), "memory_depth=1"),
+        (dict(eta_init=1.5), "eta_init=1.5"),
+        (dict(theta_max=-1.0), "theta_max=-1.0"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        NeuralMemoryConfig(**kwargs)
+
+
+def test_bad_inputs_and_foreign_state_raise():
+    layer = small()
+    with pytest.raises(ValueError, match="expected \\[batch, tokens, 12\\]"):
+        layer(torch.randn(2, 12))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        layer(torch.full((1, 3, 12), float("nan")))
+    _, other_batch = layer(torch.randn(3, 4, 12))
+    with pytest.raises(ValueError, match="state.memory.weights\\[0\\] has shape"):
+        layer(torch.randn(2, 4, 12), other_batch)
+    _, linear_state = small(memory="linear")(torch.randn(2, 4, 12))
+    with pytest.raises(ValueError, match="state.memory.weights has 1 tensors"):
+        layer(torch.randn(2, 4, 12), linear_state)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    layer = small()
+    x = torch.randn(2, 37, 12)
+    y_cpu, _ = layer(x)
+    y_gpu, _ = layer.cuda()(x.cuda())
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, atol=1e-4, rtol=1e-4)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y_bf16, _ = layer(x.cuda())
+    assert torch.isfinite(y_bf16).all()
