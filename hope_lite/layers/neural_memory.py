@@ -12,6 +12,9 @@ Choices where Titans is silent (PAPER_NOTES sec. 1.1, 6.7): the gates are per to
 head, linear in x_t, squashed by sigmoids; the order projection -> convolution -> SiLU; the gate
 is SiLU-activated (as Gated DeltaNet, which Titans follows); the initial memory weights are
 parameters shared across sequences (meta-learned, NL sec. 8.1); the initial momentum is zero.
+Initial gates theta 0.05, eta 0.5, alpha 0.01: a chunk's step sums b per-token gradients (eq 16)
+and momentum multiplies it by about 1/(1-eta), so theta 0.1 with eta 0.9 diverges at
+initialisation for an MLP memory with b = 16 (measured); the outer loop can learn larger values.
 
 Index letters: b batch, h heads, n tokens, d head features, D model features.
 """
@@ -40,9 +43,9 @@ class NeuralMemoryConfig:
     memory_expansion: float = 4.0  # hidden width of the MLP memory, in units of D / h
     chunk_size: int = 16  # b: tokens that share one anchor state
     conv_window: int = 4  # causal depthwise convolution window (Titans sec. 4.4)
-    theta_max: float = 1.0  # inner learning rate range (0, theta_max)
-    theta_init: float = 0.1  # initial theta (through the gate bias)
-    eta_init: float = 0.9  # initial momentum
+    theta_max: float = 0.5  # inner learning rate range (0, theta_max)
+    theta_init: float = 0.05  # initial theta (through the gate bias)
+    eta_init: float = 0.5  # initial momentum
     alpha_init: float = 0.01  # initial forgetting
     checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
     reference: bool = False  # use the slow per-token loop (for teaching and tests)
