@@ -148,18 +148,30 @@ def _transition(coeffs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
     """Pack coefficients for the fused update of the stacked state ``[S; M]``.
 
     Returns ``mix [..., 2, 2]`` and ``w [..., c, 2]`` with
-    ``[S_end; M_end] = mix @ [S_0; M_0] + sum_i w[i] u_i``.
+    ``[S_end; M_end] = mix @ [S_0; M_0] + sum_i w[i] u_i / 2`` (``u_i / 2``: the layer signals of
+    ``dy = err``).
     """
     s_decay, m_decay, m_from_s, w_s, w_m = coeffs
     mix = torch.stack(
         (torch.stack((s_decay, torch.zeros_like(s_decay)), -1), torch.stack((m_from_s, m_decay), -1)),
         dim=-2,
     )
-    return mix, -torch.stack((w_s, w_m), dim=-1)
+    return mix, -2 * torch.stack((w_s, w_m), dim=-1)  # 2: d||err||^2 / d err = 2 err
+
+
+def _full_precision(x: Tensor):
+    """Switch autocast off: the scan coefficients and the state updates stay in the state's dtype."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def _segment_transitions(theta, eta, alpha, segments) -> list[tuple[Tensor, Tensor]]:
     """``_transition`` of every segment; all full-length segments in one batched call."""
+    with _full_precision(theta):
+        wide = torch.promote_types(theta.dtype, torch.float32)  # bf16 gates under autocast -> float32
+        return _segment_transitions_exact(theta.to(wide), eta.to(wide), alpha.to(wide), segments)
+
+
+def _segment_transitions_exact(theta, eta, alpha, segments) -> list[tuple[Tensor, Tensor]]:
     lengths = [e - s for s, e in segments]
     full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the full chunks
     start, end = segments[full[0]][0], segments[full[-1]][1]
@@ -174,19 +186,25 @@ def _segment_transitions(theta, eta, alpha, segments) -> list[tuple[Tensor, Tens
     return out
 
 
-def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, mix: Tensor, w: Tensor):
-    """One segment's writes on the stacked state ``[S; M]`` (``[B, 2, out, in]`` per layer)."""
-    pred, cache = memory.forward_cached(anchor, k)
-    err = pred - v  # M_anchor(k_t) - v_t: [B, c, d]
-    signals = memory.layer_signals(anchor, cache, 2 * err)  # u_t = grad ||err_t||^2 (eq 12)
+def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor):
+    """One segment: read ``y = M_anchor(q)``, then write on the stacked state ``[S; M]``.
+
+    Keys and queries go through the memory in one pass. Returns ``(y, new stacked, err, signals)``.
+    """
+    c = k.shape[1]
+    out, cache = memory.forward_cached(anchor, torch.cat((k, q), dim=1))  # [B, 2c, d]
+    err = out[:, :c] - v  # M_anchor(k_t) - v_t: [B, c, d]
+    # u_t = grad ||err_t||^2 = 2 x (the signals of dy = err); the 2 is folded into w
+    signals = memory.layer_signals(anchor, cache, err)
     new = []
     for (delta, inp), state in zip(signals, stacked):
-        B, c, o = delta.shape
+        B, o = delta.shape[0], delta.shape[2]
         weighted = (delta.unsqueeze(2) * w.unsqueeze(-1)).reshape(B, c, 2 * o)  # [B, c, 2*out]
         g = (weighted.transpose(1, 2) @ inp).view(B, 2, -1)  # sum_i w_i u_i for S and M
-        # [S_end; M_end] = mix [S_0; M_0] + g, one fused kernel
-        new.append(torch.baddbmm(g, mix, state.reshape(B, 2, -1)).view_as(state))
-    return tuple(new), err, signals
+        # [S_end; M_end] = mix [S_0; M_0] + g, one fused kernel, in the state's precision
+        with _full_precision(state):
+            new.append(torch.baddbmm(g.to(state.dtype), mix, state.reshape(B, 2, -1)).view_as(state))
+    return out[:, c:], tuple(new), err, signals
 
 
 def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | None = None, on_write=None):
@@ -199,8 +217,8 @@ def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | Non
     for i, (k_c, v_c, q_c, mix, w) in enumerate(segments):
         if anchor is None or i > 0:
             anchor = tuple(x[:, 1] for x in stacked)  # M at the chunk start
-        outputs.append(memory.forward(anchor, q_c))  # y_t = M_anchor(q_t) (eq 15)
-        stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, mix, w)
+        y, stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, q_c, mix, w)
+        outputs.append(y)  # y_t = M_anchor(q_t) (eq 15)
         if on_write is not None:
             on_write(i, err, signals, stacked)
     return torch.cat(outputs, dim=1), stacked
@@ -291,8 +309,9 @@ def titans_update_chunked(
 
 def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked) -> None:
     s, e = segment
-    # ||u_t||_F^2 = sum_l ||delta_l,t||^2 ||input_l,t||^2 (each layer's gradient is an outer product)
-    sq = sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
+    # ||u_t||_F^2 = sum_l ||2 delta_l,t||^2 ||input_l,t||^2 (each layer's gradient is an outer
+    # product; signals are those of dy = err, half the gradient of ||err||^2)
+    sq = 4 * sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
     rec.memory_step(
         source,
         torch.arange(pos + s, pos + e),

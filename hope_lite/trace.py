@@ -6,8 +6,11 @@
 
 When no recorder is active the update rules skip every recording branch: zero cost when off.
 Recording is per *source* (a layer's name), so one recorder can watch a whole model.
+A Continuum Memory System records its hand-offs instead: ``rec.cms_trace(source)`` gives a frozen
+CMSTrace (level updates and nested restarts, gradient norms, parameter drift).
 
-Index letters: n tokens, R recorded rows (memories: batch x heads), s snapshots.
+Index letters: n tokens, R recorded rows (memories: batch x heads), s snapshots, e CMS events,
+L CMS levels.
 """
 
 from __future__ import annotations
@@ -51,6 +54,35 @@ class MemoryTrace:
         return len(self.position)
 
 
+@dataclass(frozen=True)
+class CMSTrace:
+    """The hand-offs of a Continuum Memory System (all numpy arrays; NL eq 71-72).
+
+    One row per event: a level applying its accumulated gradient at its boundary, or (variant
+    "nested") a level restarting from its slower parent's weights. Events at one position share
+    their ``grad_norm`` and ``drift`` rows.
+
+    Attributes:
+        periods: ``[L]`` the levels' update periods C(l), in chain order.
+        position: ``[e]`` tokens read (online mode) or optimizer steps taken (training mode).
+        level: ``[e]`` the level that changed.
+        reinit: ``[e]`` True for a nested restart, False for a gradient update.
+        grad_norm: ``[e, L, R]`` every level's accumulated-gradient norm ``||sum_t g_t||_F`` just
+            before the position's hand-offs: ``grad_norm[i, level[i]]`` is what event i applied.
+        drift: ``[e, L, R]`` every level's ``||theta - theta_0||_F`` just after them.
+    """
+
+    periods: np.ndarray
+    position: np.ndarray
+    level: np.ndarray
+    reinit: np.ndarray
+    grad_norm: np.ndarray
+    drift: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
 def _numpy(x: Tensor) -> np.ndarray:
     return x.detach().float().cpu().numpy()
 
@@ -73,6 +105,8 @@ class Recorder:
         self.snapshot_every, self.rows = snapshot_every, rows
         self._steps: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
         self._snapshots: dict[str, list[tuple[int, tuple[np.ndarray, ...]]]] = defaultdict(list)
+        self._cms: dict[str, list[tuple[int, int, bool, np.ndarray, np.ndarray]]] = {}
+        self._cms_periods: dict[str, tuple[int, ...]] = {}
 
     def _cut(self, x: Tensor) -> np.ndarray:
         return _numpy(x[: self.rows] if self.rows is not None else x)
@@ -116,6 +150,44 @@ class Recorder:
             alpha=cat["alpha"],
             snapshot_position=np.array([p for p, _ in snaps], dtype=np.int64),
             snapshots=tuple(np.stack([w[i] for _, w in snaps]) for i in range(layers)),
+        )
+
+    def cms_register(self, source: str, periods: tuple[int, ...]) -> None:
+        """Announce a CMS ``source`` (so it has a trace even before its first hand-off)."""
+        self._cms.setdefault(source, [])
+        self._cms_periods[source] = tuple(periods)
+
+    def cms_event(
+        self, source: str, position: int, level: int, grad_norm: Tensor, drift: Tensor,
+        reinit: bool = False,
+    ) -> None:
+        """Record one hand-off; ``grad_norm`` and ``drift`` are ``[R, L]`` (see CMSTrace)."""
+        row = (int(position), int(level), bool(reinit), self._cut(grad_norm).T, self._cut(drift).T)
+        self._cms.setdefault(source, []).append(row)
+
+    @property
+    def cms_sources(self) -> list[str]:
+        return sorted(self._cms)
+
+    def cms_trace(self, source: str | None = None) -> CMSTrace:
+        """The frozen CMS trace of ``source`` (default: the only CMS recorded)."""
+        if source is None:
+            if len(self._cms) != 1:
+                names = self.cms_sources
+                raise ValueError(f"source must be one of {names} (several or none recorded)")
+            source = self.cms_sources[0]
+        if source not in self._cms:
+            raise KeyError(f"source={source!r} recorded no CMS; recorded: {self.cms_sources}")
+        rows = self._cms[source]
+        periods = np.array(self._cms_periods.get(source, ()), dtype=np.int64)
+        empty = np.zeros((0, len(periods), 0), dtype=np.float32)
+        return CMSTrace(
+            periods=periods,
+            position=np.array([r[0] for r in rows], dtype=np.int64),
+            level=np.array([r[1] for r in rows], dtype=np.int64),
+            reinit=np.array([r[2] for r in rows], dtype=bool),
+            grad_norm=np.stack([r[3] for r in rows]) if rows else empty,
+            drift=np.stack([r[4] for r in rows]) if rows else empty,
         )
 
 

@@ -101,3 +101,23 @@ def test_cuda_matches_cpu():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         y_bf16, _ = layer(x.cuda())
     assert torch.isfinite(y_bf16).all()
+
+
+def test_bf16_autocast_keeps_the_memory_state_in_float32():
+    layer = small()
+    x = torch.randn(2, 40, 12)
+    y32, _ = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16, state = layer(x)
+    assert all(w.dtype == torch.float32 for w in state.memory.weights + state.memory.momentum)
+    torch.testing.assert_close(y16.float(), y32, atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize("memory", ["mlp", "linear"])
+@pytest.mark.parametrize("chunk", [16, 64])
+def test_default_gates_are_stable_at_initialisation(memory, chunk):
+    layer = NeuralMemory(dim=64, heads=2, chunk_size=chunk, memory=memory)
+    with torch.no_grad():
+        y, state = layer(torch.randn(2, 1024, 64))
+    assert torch.isfinite(y).all()
+    assert max(w.abs().max() for w in state.memory.weights) < 10

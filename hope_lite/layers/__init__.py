@@ -1,5 +1,17 @@
 """Layers built from memories, update rules and update frequencies."""
 
+from hope_lite.layers.cms import CMSConfig, CMSLevel, ContinuumMemory
+from hope_lite.layers.cms_online import CMSState
+from hope_lite.layers.cms_schedule import CMSSchedule
 from hope_lite.layers.neural_memory import NeuralMemory, NeuralMemoryConfig, NeuralMemoryState
 
-__all__ = ["NeuralMemory", "NeuralMemoryConfig", "NeuralMemoryState"]
+__all__ = [
+    "CMSConfig",
+    "CMSLevel",
+    "CMSSchedule",
+    "CMSState",
+    "ContinuumMemory",
+    "NeuralMemory",
+    "NeuralMemoryConfig",
+    "NeuralMemoryState",
+]

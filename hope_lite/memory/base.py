@@ -29,7 +29,11 @@ class Memory(ABC):
 
     @abstractmethod
     def layer_signals(self, weights: Weights, cache: Any, dy: Tensor) -> tuple[LayerSignal, ...]:
-        """Per-layer ``(delta, input)`` with ``d<y, dy>/dW_l = sum_t delta[t] input[t]^T``."""
+        """Per-layer ``(delta, input)`` with ``d<y, dy>/dW_l = sum_t delta[t] input[t]^T``.
+
+        ``cache`` may come from a longer input than ``dy`` covers (``dy [B, n', d]``, n' <= n):
+        then the signals are those of its first n' tokens.
+        """
 
     def forward(self, weights: Weights, x: Tensor) -> Tensor:
         """Read the memory: ``x [B, n, d] -> [B, n, d]``."""

@@ -30,5 +30,5 @@ class LinearMemory(Memory):
         return x @ w.transpose(-1, -2), x  # y_t = W x_t: [B, n, d]
 
     def layer_signals(self, weights: Weights, cache: Tensor, dy: Tensor) -> tuple[LayerSignal, ...]:
-        # d<W x, dy>/dW = dy x^T
-        return ((dy, cache),)
+        # d<W x, dy>/dW = dy x^T (the cache may cover more tokens than dy: its first n are used)
+        return ((dy, cache[:, : dy.shape[1]]),)

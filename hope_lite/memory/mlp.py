@@ -17,12 +17,6 @@ from torch import Tensor
 from hope_lite.memory.base import LayerSignal, Memory, Weights
 
 
-def silu_grad(z: Tensor) -> Tensor:
-    """d silu(z) / dz = s(z) (1 + z (1 - s(z)))."""
-    s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
-
-
 class ResidualMLPMemory(Memory):
     """``M(x) = x + W_L s(W_{L-1} ... s(W_1 x))`` with hidden width ``hidden``, ``depth >= 2``."""
 
@@ -45,21 +39,24 @@ class ResidualMLPMemory(Memory):
         return tuple((out, inp) for inp, out in zip(sizes[:-1], sizes[1:]))
 
     def forward_cached(self, weights: Weights, x: Tensor) -> tuple[Tensor, tuple]:
-        inputs, pre = [x], []  # layer inputs a_l [B, n, in], pre-activations z_l [B, n, h]
+        inputs, gates = [x], []  # layer inputs a_l [B, n, in], sigmoid(z_l) [B, n, h]
         a = x
         for w in weights[:-1]:
             z = a @ w.transpose(-1, -2)  # z_l = W_l a_l
-            pre.append(z)
-            a = torch.nn.functional.silu(z)
+            gates.append(torch.sigmoid(z))
+            a = z * gates[-1]  # silu(z) = z sigmoid(z)
             inputs.append(a)
         y = x + a @ weights[-1].transpose(-1, -2)  # NL eq 89: x + W_1 s(W_2 x)
-        return y, (inputs, pre)
+        return y, (inputs, gates)
 
     def layer_signals(self, weights: Weights, cache: tuple, dy: Tensor) -> tuple[LayerSignal, ...]:
-        inputs, pre = cache
+        n = dy.shape[1]  # the cache may cover more tokens than dy: its first n are used
+        inputs, gates = [a[:, :n] for a in cache[0]], [s[:, :n] for s in cache[1]]
         signals = [(dy, inputs[-1])]  # last layer: delta_L = dy
         delta = dy
         for l in range(len(weights) - 2, -1, -1):
-            delta = (delta @ weights[l + 1]) * silu_grad(pre[l])  # back through W_{l+1} and s
+            # silu'(z) = s + silu(z) (1 - s) with s = sigmoid(z)
+            slope = torch.addcmul(gates[l] + inputs[l + 1], inputs[l + 1], gates[l], value=-1)
+            delta = (delta @ weights[l + 1]) * slope  # back through W_{l+1} and the SiLU
             signals.append((delta, inputs[l]))
         return tuple(reversed(signals))
