@@ -33,10 +33,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from hope_lite import trace
 from torch.utils.checkpoint import checkpoint
 
+from hope_lite import trace
 from hope_lite.memory import Memory, Weights
+from hope_lite.scan import chunk_segments, decay_products
 
 __all__ = [
     "MemoryState",
@@ -96,20 +97,6 @@ def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk
 # --------------------------------------------------------------------------- coefficients
 
 
-def _segsum(x: Tensor) -> Tensor:
-    """``out[..., t, i] = sum_{i<j<=t} x[..., j]`` for ``t >= i`` and ``-inf`` above the diagonal.
-
-    Built by a masked cumulative sum (no differences of prefix sums), so ``x = -inf`` entries
-    (a gate of exactly 0) stay exact: [..., T] -> [..., T, T].
-    """
-    T = x.shape[-1]
-    ones = torch.ones(T, T, dtype=torch.bool, device=x.device)
-    xx = x.unsqueeze(-1).expand(*x.shape, T)  # xx[..., j, i] = x_j
-    xx = xx.masked_fill(~torch.tril(ones, diagonal=-1), 0.0)  # keep j > i
-    out = torch.cumsum(xx, dim=-2)  # sum over j <= t
-    return out.masked_fill(~torch.tril(ones), float("-inf"))
-
-
 def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tensor, ...]:
     """Scalars that carry a chunk's state to its end, from gates ``[..., c]``.
 
@@ -122,11 +109,8 @@ def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tenso
     ``w_m[i] = theta_i sum_{t>=i} prod_{j>t}(1-alpha_j) prod_{i<j<=t} eta_j``.
     Products are exponentiated log-space segment sums (stable for any c).
     """
-    tiny = torch.finfo(eta.dtype).tiny
-    zero = torch.zeros_like(eta[..., :1])
-    log_eta = torch.cat((zero, eta.clamp_min(tiny).log()), dim=-1)  # [..., c+1]; index 0 = S_0
-    # G[t, i] = prod_{i<j<=t} eta_j, t, i in 0..c: the weight of S_i (or u_i) inside S_t
-    G = torch.exp(_segsum(log_eta))  # [..., c+1, c+1]
+    # G[t, i] = prod_{i<j<=t} eta_j, t, i in 0..c (index 0 = S_0): the weight of S_i (or u_i) in S_t
+    G = decay_products(eta)  # [..., c+1, c+1]
     log_keep = torch.log1p(-alpha.clamp(max=1.0 - torch.finfo(alpha.dtype).eps))  # log(1-alpha_j)
     rev = torch.flip(torch.cumsum(torch.flip(log_keep, (-1,)), -1), (-1,))  # sum_{j>=t}
     D = torch.exp(torch.cat((rev[..., 1:], torch.zeros_like(rev[..., :1])), dim=-1))  # prod_{j>t}
@@ -136,12 +120,6 @@ def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tenso
 
 
 # --------------------------------------------------------------------------- fast path
-
-
-def _segments(position: int, n: int, b: int) -> list[tuple[int, int]]:
-    """Cut tokens ``[0, n)`` at absolute chunk boundaries (multiples of ``b``)."""
-    cuts = [0] + list(range((-position) % b or b, n, b)) + [n]
-    return [(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s]
 
 
 def _transition(coeffs: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
@@ -260,7 +238,7 @@ def titans_update_chunked(
     n, b, pos = k.shape[1], chunk_size, state.position
     if n == 0:
         return q.clone(), state
-    segments = _segments(pos, n, b)
+    segments = chunk_segments(pos, n, b)
     lengths = [e - s for s, e in segments]
     # split once (not slice per chunk): slicing would make every chunk's backward fill a
     # gradient the size of the whole sequence

@@ -2,8 +2,11 @@ import pytest
 import torch
 
 
+torch.set_num_threads(1)  # tiny test sizes: one thread avoids OpenMP overhead on a shared machine
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     yield
 

@@ -66,6 +66,8 @@ def test_gates_stay_in_their_documented_ranges():
     [
         (dict(dim=10, heads=3), "dim=10 is not divisible by heads=3"),
         (dict(chunk_size=0), "chunk_size=0"),
+        (dict(chunk_size=True), "chunk_size=True"),
+        (dict(checkpoint_chunks=-1), "checkpoint_chunks=-1"),
         (dict(memory="conv"), "memory='conv'"),
         (dict(memory_depth=1), "memory_depth=1"),
         (dict(eta_init=1.5), "eta_init=1.5"),
@@ -81,6 +83,8 @@ def test_bad_inputs_and_foreign_state_raise():
     layer = small()
     with pytest.raises(ValueError, match="expected \\[batch, tokens, 12\\]"):
         layer(torch.randn(2, 12))
+    with pytest.raises(ValueError, match="x has 0 tokens"):
+        layer(torch.randn(2, 0, 12))
     with pytest.raises(ValueError, match="NaN or infinite"):
         layer(torch.full((1, 3, 12), float("nan")))
     _, other_batch = layer(torch.randn(3, 4, 12))
@@ -113,11 +117,26 @@ def test_bf16_autocast_keeps_the_memory_state_in_float32():
     torch.testing.assert_close(y16.float(), y32, atol=0.1, rtol=0.1)
 
 
+STREAMS = {
+    "random": lambda: torch.randn(1, 4096, 64),
+    "repeated token": lambda: torch.randn(1, 1, 64).expand(1, 4096, 64).contiguous(),
+    "period 8": lambda: torch.randn(1, 8, 64).repeat(1, 512, 1),
+}
+
+
+@pytest.mark.parametrize("stream", STREAMS)
 @pytest.mark.parametrize("memory", ["mlp", "linear"])
 @pytest.mark.parametrize("chunk", [16, 64])
-def test_default_gates_are_stable_at_initialisation(memory, chunk):
+def test_default_gates_are_stable_and_alive_at_initialisation(stream, memory, chunk):
+    """b theta / (1 - eta) < 1 on repeated tokens; forgetting slow enough to keep an MLP alive."""
     layer = NeuralMemory(dim=64, heads=2, chunk_size=chunk, memory=memory)
     with torch.no_grad():
-        y, state = layer(torch.randn(2, 1024, 64))
+        y, state = layer(STREAMS[stream]())
     assert torch.isfinite(y).all()
-    assert max(w.abs().max() for w in state.memory.weights) < 10
+    largest = max(w.abs().max() for w in state.memory.weights)
+    assert 1e-3 < largest < 10
+
+
+def test_theta_range_defaults_follow_the_chunk_size():
+    config = NeuralMemoryConfig(chunk_size=32)
+    assert config.theta_max == 1 / 32 and config.theta_init == config.theta_max / 10

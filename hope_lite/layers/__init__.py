@@ -4,6 +4,7 @@ from hope_lite.layers.cms import CMSConfig, CMSLevel, ContinuumMemory
 from hope_lite.layers.cms_online import CMSState
 from hope_lite.layers.cms_schedule import CMSSchedule
 from hope_lite.layers.neural_memory import NeuralMemory, NeuralMemoryConfig, NeuralMemoryState
+from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingState, SelfModifyingTitans
 
 __all__ = [
     "CMSConfig",
@@ -14,4 +15,7 @@ __all__ = [
     "NeuralMemory",
     "NeuralMemoryConfig",
     "NeuralMemoryState",
+    "SelfModifyingConfig",
+    "SelfModifyingState",
+    "SelfModifyingTitans",
 ]

@@ -1,0 +1,274 @@
+"""Self-modifying Titans (NL sec. 8.1-8.2, eq 83-93) as an nn.Module.
+
+    q_t     = x_t W_q                                    the only static projection (NL eq 83)
+    k_t     = M_k(x_t),  v_t = M_v(x_t)                  (NL eq 84), then conv4; q, k, v unit norm
+    eta_t   = eta_max * sigmoid(mean_d M_eta(x_t) + b_eta)       in (0, eta_max)   learning rate
+    alpha_t = sigmoid(mean_d M_alpha(x_t) + b_alpha)             in (0, 1)         retention
+    vhat_t  = M_box(v_t)                                 each memory makes its own target (eq 84)
+    M_box  <- DGD + weight decay + momentum on 1/2 ||M_box(k_t) - vhat_t||^2   (NL eq 86-88)
+    y_t     = M_memory(q_t);   out = W_o ( RMSNorm(y) * SiLU(x W_g) )          as NeuralMemory
+
+for box in {k, v, eta, alpha, memory}. Every memory is the 2-layer residual MLP of NL eq 89, one
+per head, read and differentiated at the state it had at the start of its chunk (eq 90): chunk
+``chunk_memory`` for M_memory and ``chunk_other`` for the others. The rule is
+:mod:`hope_lite.rules.dgd`; its choices (factor 2, normalisation, momentum) are documented there.
+
+Choices where the paper is silent (PAPER_NOTES sec. 6.5):
+
+- heads: each head's memories map the head's own slice x_h of x (width d = D / h); with one head
+  this is the paper's layer. Static projections (W_q, or W_k, W_v when not adaptive) mix all D.
+- conv4 (NL sec. 8.3) follows the q, k, v projections, as in Titans; no SiLU (the memories are
+  already non-linear). M_eta and M_alpha read x_t directly.
+- squashing: eta = eta_max * sigmoid(mean over features + bias); alpha = sigmoid(... + bias).
+  The per-head biases are outer parameters that set the initial values (eta_init, alpha_init).
+- momentum beta: one learned constant per head (sigmoid of a logit); there is no M_beta.
+- stop-gradient: vhat is a constant of each inner loss; the outer loop differentiates through it.
+- initial states M_box,0 are parameters (meta-learned across sequences, NL sec. 8.1).
+- chunks: C_memory = 16 (as NeuralMemory's b, so the two layers compare) and C_other = 64. The
+  other memories make k, v and the rates that M_memory is written with: one level further out,
+  so slower (NL Def. 2); their chunks are also the layer's Python loop. Values are not in the paper.
+- v is L2-normalised too (``normalize_v``; the paper names only q and k). Every memory regresses
+  on vhat = M_box(v) and M_v makes v, so nothing else fixes v's scale: with the paper's form
+  random streams diverged by token ~500 at eta 0.02, alpha 0.999 (measured, D = 256, h = 4).
+- rates: a chunk's step sums its tokens' gradients (eq 90) and momentum 0.5 doubles it, so eta
+  starts small (0.02, capped at 0.1). Retention starts at 0.999 (half-life ~700 tokens): 0.99
+  wiped every memory to ~0 within 1000 tokens, and zero weights are a fixed point of the MLP's
+  gradient. Measured finite over 4096 random, 2048 repeated and periodic tokens with the
+  defaults; plain GD (``use_dgd=False``) or eta near eta_max with momentum 0.9 can diverge.
+
+Index letters: b batch, h heads, m adaptive memories besides M_memory, n tokens, d head features,
+D model features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from hope_lite.functional import MemoryState, init_state
+from hope_lite.layers.conv import CausalDepthwiseConv
+from hope_lite.memory import ResidualMLPMemory
+from hope_lite.rules.dgd import dgd_update_chunked, dgd_update_reference
+from hope_lite.scan import chunk_segments
+
+__all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
+
+
+@dataclass
+class SelfModifyingConfig:
+    """Hyper-parameters of :class:`SelfModifyingTitans`; the switches are NL Table 6's ablations."""
+
+    dim: int = 256  # D, model width
+    heads: int = 4  # h; each head has its own memories of width d = D / h
+    memory_expansion: float = 2.0  # hidden width of every memory (NL eq 89), in units of d
+    chunk_memory: int = 16  # C for M_memory
+    chunk_other: int = 64  # C for M_k, M_v, M_q, M_eta, M_alpha
+    conv_window: int = 4  # causal depthwise convolution after q, k, v (NL sec. 8.3)
+    eta_max: float = 0.1  # inner learning rate range (0, eta_max)
+    eta_init: float = 0.02  # initial eta_t (through its bias)
+    alpha_init: float = 0.999  # initial retention alpha_t (weight decay 1 - alpha)
+    momentum_init: float = 0.5  # initial momentum beta
+    adaptive_k: bool = True  # k = M_k(x); False: static x W_k
+    adaptive_v: bool = True  # v = M_v(x); False: static x W_v
+    adaptive_q: bool = False  # q = M_q(x) (fully adaptive, NL eq 79); False: static W_q (eq 83)
+    adaptive_eta: bool = True  # eta from M_eta; False: from a static x w_eta
+    adaptive_alpha: bool = True  # alpha from M_alpha; False: from a static x w_alpha
+    self_target: bool = True  # vhat = M_box(v) (eq 84); False: every memory regresses on v
+    normalize_v: bool = True  # v / ||v|| too (not in the paper; keeps the targets bounded)
+    use_dgd: bool = True  # False: plain GD, no -eta k k^T term
+    momentum: bool = True  # Table 6 "w/o momentum" when False
+    weight_decay: bool = True  # False: alpha = 1 and no M_alpha
+    reference: bool = False  # the slow per-token loop (for teaching and tests)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"{f.name}={value!r} must be True or False")
+        for name in ("dim", "heads", "chunk_memory", "chunk_other", "conv_window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if not self.memory_expansion > 0:
+            raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
+        if not 0 < self.eta_max <= 1:
+            raise ValueError(f"eta_max={self.eta_max} must lie in (0, 1]")
+        for name, value, high in (
+            ("eta_init", self.eta_init, self.eta_max),
+            ("alpha_init", self.alpha_init, 1.0),
+            ("momentum_init", self.momentum_init, 1.0),
+        ):
+            if not 0 < value < high:
+                raise ValueError(f"{name}={value} must lie strictly between 0 and {high}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def adaptive(self) -> tuple[str, ...]:
+        """The memories besides M_memory, in the order they are stacked in the state."""
+        on = {"k": self.adaptive_k, "v": self.adaptive_v, "q": self.adaptive_q,
+              "eta": self.adaptive_eta, "alpha": self.adaptive_alpha and self.weight_decay}
+        return tuple(name for name, flag in on.items() if flag)
+
+
+@dataclass(frozen=True)
+class SelfModifyingState:
+    """The streaming state: M_memory, the other memories (stacked), the conv cache."""
+
+    memory: MemoryState  # M_memory: [b*h, out, in] per layer
+    other: MemoryState | None  # M_k, M_v, ... stacked as [(m b h), out, in]; None if m = 0
+    conv: Tensor  # [b, 3D, window-1]
+
+    @property
+    def position(self) -> int:
+        return self.memory.position
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class SelfModifyingTitans(nn.Module):
+    """Self-modifying Titans: ``x [b, n, D] -> (out [b, n, D], state)``."""
+
+    def __init__(self, config: SelfModifyingConfig | None = None, name: str = "self_modifying",
+                 **overrides):
+        super().__init__()
+        config = config or SelfModifyingConfig(**overrides)
+        self.config, self.name, self.adaptive = config, name, config.adaptive
+        D, h, d = config.dim, config.heads, config.head_dim
+        hidden = max(1, round(config.memory_expansion * d))
+        self.memory = ResidualMLPMemory(d, hidden=hidden, depth=2)  # every M_box (NL eq 89)
+        # meta-learned initial states M_box,0, one per head: [h, out, in] per layer (NL sec. 8.1)
+        self.initial = nn.ModuleDict({
+            box: nn.ParameterList(nn.Parameter(w) for w in self.memory.init_weights(h))
+            for box in ("memory", *self.adaptive)
+        })
+        static = [p for p in "qkv" if p not in self.adaptive]  # W_q, and W_k, W_v when switched off
+        self.static = nn.ModuleDict({p: nn.Linear(D, D, bias=False) for p in static})
+        rates = ("eta", "alpha") if config.weight_decay else ("eta",)
+        static = [r for r in rates if r not in self.adaptive]
+        self.rate_proj = nn.ModuleDict({r: nn.Linear(D, h, bias=False) for r in static})
+        init = {"eta": _logit(config.eta_init / config.eta_max), "alpha": _logit(config.alpha_init)}
+        self.rate_bias = nn.ParameterDict({r: nn.Parameter(torch.full((h,), init[r]))
+                                           for r in rates})
+        if config.momentum:
+            self.momentum_logit = nn.Parameter(torch.full((h,), _logit(config.momentum_init)))
+        self.conv = CausalDepthwiseConv(3 * D, config.conv_window)
+        self.out_norm = nn.RMSNorm(d)
+        self.to_gate = nn.Linear(D, D, bias=False)
+        self.to_out = nn.Linear(D, D, bias=False)
+        with torch.no_grad():
+            for proj in self.rate_proj.values():
+                proj.weight.mul_(0.1)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> SelfModifyingState:
+        """The learned initial memories for ``batch`` sequences, zero momentum, empty conv cache."""
+        p = self.initial["memory"][0]
+        device, dtype = device or p.device, dtype or p.dtype
+
+        def expand(ws):  # m x [h, out, in] -> [(m b h), out, in]
+            return torch.stack(list(ws)).to(device, dtype).unsqueeze(1).expand(
+                len(ws), batch, *ws[0].shape).flatten(0, 2)
+
+        memory = init_state(tuple(expand([w]) for w in self.initial["memory"]))
+        other = None
+        if self.adaptive:  # per layer, the m memories' initial weights
+            layers = zip(*(self.initial[box] for box in self.adaptive))
+            other = init_state(tuple(expand(ws) for ws in layers))
+        return SelfModifyingState(memory, other, self.conv.empty_cache(batch, device, dtype))
+
+    def check_state(self, state: SelfModifyingState, batch: int) -> None:
+        """Raise a clear error if ``state`` was made by another configuration or batch size."""
+        if not isinstance(state, SelfModifyingState):
+            raise TypeError(f"state must be a SelfModifyingState, got {type(state).__name__}")
+        copies = batch * self.config.heads
+        if (state.other is None) != (not self.adaptive):
+            raise ValueError(f"state.other does not fit the adaptive memories {self.adaptive}")
+        for name in ("weights", "momentum", "anchor"):
+            self.memory.check_weights(getattr(state.memory, name), copies, f"state.memory.{name}")
+            if state.other is not None:
+                self.memory.check_weights(getattr(state.other, name), len(self.adaptive) * copies,
+                                          f"state.other.{name}")
+        want = (batch, self.conv.channels, self.conv.window - 1)
+        if tuple(state.conv.shape) != want:
+            raise ValueError(f"state.conv has shape {tuple(state.conv.shape)}; the layer needs {want}")
+
+    def _qkv(self, x: Tensor, reads: dict[str, Tensor], cache: Tensor):
+        """q, k, v ``[b*h, c, d]`` from memory reads or static projections, conv4, unit norm."""
+        b, h = x.shape[0], self.config.heads
+        parts = [
+            rearrange(reads[p], "(b h) c d -> b c (h d)", b=b) if p in reads else self.static[p](x)
+            for p in "qkv"
+        ]
+        qkv, cache = self.conv(torch.cat(parts, -1), cache)
+        q, k, v = rearrange(qkv, "b c (three h d) -> three (b h) c d", three=3, h=h)
+        if self.config.normalize_v:
+            v = F.normalize(v, dim=-1)
+        return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, cache
+
+    def _rates(self, x: Tensor, reads: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """``eta [b*h, c]`` in (0, eta_max) and ``alpha [b*h, c]`` in (0, 1) (None: no decay)."""
+        logits = {}
+        for r, bias in self.rate_bias.items():
+            if r in reads:  # mean over features of M_r(x_t): [b*h, c]
+                raw = reads[r].mean(-1)
+            else:
+                raw = rearrange(self.rate_proj[r](x), "b c h -> (b h) c")
+            logits[r] = raw + bias.repeat(x.shape[0]).unsqueeze(-1)  # per-head bias, (b h) order
+        eta = self.config.eta_max * torch.sigmoid(logits["eta"])
+        return eta, torch.sigmoid(logits["alpha"]) if "alpha" in logits else None
+
+    def forward(self, x: Tensor, state: SelfModifyingState | None = None
+                ) -> tuple[Tensor, SelfModifyingState]:
+        cfg = self.config
+        if x.dim() != 3 or x.shape[-1] != cfg.dim:
+            raise ValueError(f"x has shape {tuple(x.shape)}; expected [batch, tokens, {cfg.dim}]")
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values")
+        b, n = x.shape[:2]
+        if state is None:
+            state = self.initial_state(b, x.device)
+        else:
+            self.check_state(state, b)
+        if n == 0:  # nothing to read or write
+            return self.to_out(x), state
+        rule = dgd_update_reference if cfg.reference else dgd_update_chunked
+        opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd)
+        beta = None
+        if cfg.momentum:
+            beta = torch.sigmoid(self.momentum_logit).repeat(b)[:, None].expand(-1, n)  # [b*h, n]
+        m = len(self.adaptive)
+        xh = rearrange(x, "b n (h d) -> (b h) n d", h=cfg.heads)
+        other, conv, pieces = state.other, state.conv, []
+        for s, e in chunk_segments(state.position, n, cfg.chunk_other) if m else [(0, n)]:
+            reads = {}
+            if m:  # M_box,anchor(x_t) for every adaptive box at once (NL eq 90)
+                out = self.memory.forward(other.anchor, xh[:, s:e].repeat(m, 1, 1))
+                reads = dict(zip(self.adaptive, out.chunk(m, 0)))
+            q, k, v, conv = self._qkv(x[:, s:e], reads, conv)
+            eta, alpha = self._rates(x[:, s:e], reads)
+            if m:  # NL eq 86-88 for the adaptive boxes; all share k_t, v_t, eta_t, alpha_t
+                rep = [None if t is None else t.repeat(m, *[1] * (t.dim() - 1))
+                       for t in (k, v, eta, alpha, None if beta is None else beta[:, s:e])]
+                extra = {} if cfg.reference else {"source": f"{self.name}.other"}
+                _, other = rule(self.memory, other, rep[0], rep[1], None, rep[2], rep[3], rep[4],
+                                cfg.chunk_other, **opts, **extra)
+            pieces.append((q, k, v, eta, alpha))
+        q, k, v, eta, alpha = (torch.cat(p, 1) if p[0] is not None else None for p in zip(*pieces))
+        extra = {} if cfg.reference else {"source": self.name}
+        # y_t = M_memory,anchor(q_t) and M_memory's own DGD writes (NL eq 83, 86-88, 90)
+        y, memory = rule(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
+                         **opts, **extra)
+        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
+        out = self.to_out(y * F.silu(self.to_gate(x)))
+        return out, SelfModifyingState(memory, other, conv)

@@ -1,0 +1,248 @@
+"""Delta Gradient Descent (DGD) for memories with explicit weights (NL eq 56-57, 86-88, 90, 93).
+
+For every token t, with anchor(t) the memory's state at the start of t's chunk of size C (eq 90),
+a target vhat_t (given, or self-generated vhat_t = M_anchor(v_t), eq 84) and the inner loss
+
+    L(M; k_t, vhat_t) = 1/2 || M(k_t) - vhat_t ||^2                     (NL eq 86, halved)
+
+every linear layer W_l of the memory, with a_l,t its input while M_anchor reads k_t, is written as
+
+    g_l,t = dL(M_anchor; k_t, vhat_t) / dW_l = delta_l,t a_l,t^T         (NL eq 29-31)
+    S_l,t = beta_t S_l,t-1 - eta_t g_l,t                                (momentum, optional)
+    W_l,t = W_l,t-1 (alpha_t I - eta_t ah_l,t ah_l,t^T) + S_l,t         (NL eq 88, 90)
+    y_t   = M_anchor(t)(q_t)                                            (NL eq 90)
+
+with ah = a / ||a||. A linear memory with unit keys (ah = a = k) and no momentum gives NL eq 93:
+M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) - eta_t (M_anchor k_t - vhat_t) k_t^T.
+
+Choices where the paper is ambiguous (PAPER_NOTES sec. 6):
+
+- factor 2: the loss is halved (as eq 56 is), so g = (M k - vhat) k^T is exactly eq 93's term.
+  ``functional.py`` follows Titans eq 12 without the 1/2: its u_t is twice this g.
+- normalisation: eq 57 assumes ||x||^2 = lambda. Each layer is its own associative memory whose
+  key is the layer's input a_l (eq 29-31), so its decay term uses the unit vector ah_l; the
+  gradient term keeps a_l as it is. For the first layer and unit keys, ah = k.
+- where: decay inputs a_l are taken at the anchor, like the gradients (eq 90), so a chunk's work
+  is parallel; C = 1 is exact per-token DGD. vhat is a constant of the inner loss (stop-gradient
+  inside the rule); the outer loop still differentiates through it.
+- momentum (Table 6 has "w/o momentum", eq 88 has none): S accumulates the gradient term only, as
+  in Titans eq 14, and the multiplicative term acts on W at every token. ``beta=None``: no
+  momentum (S = 0, equal to beta = 0). ``alpha=None``: no weight decay (alpha = 1).
+- ``delta=False`` drops the -eta ah ah^T term: plain GD with weight decay and momentum, which is
+  the Titans rule of ``functional.py`` with theta = eta / 2, eta = beta and alpha = 1 - alpha.
+
+Two implementations, equal in float64 (tests/test_dgd.py): :func:`dgd_update_reference`, the
+literal per-token loop with gradients by ``torch.func``, and :func:`dgd_update_chunked`. Inside a
+chunk of c tokens from (W_0, S_0) the fast one writes W_t = alpha_t W_{t-1} + S_t - eta_t r_t ah_t^T
+with reads r_t = W_{t-1} ah_t. Everything except r is a scalar-weighted sum:
+
+    W_t = A[t,0] W_0 + K[t,0] S_0 - sum_m K[t,m] eta_m delta_m a_m^T - sum_i A[t,i] eta_i r_i ah_i^T
+    A[t,i] = prod_{i<j<=t} alpha_j,   P[t,i] = prod_{i<j<=t} beta_j,   K[t,m] = sum_i A[t,i] P[i,m]
+
+and reading it at ah_t gives all r at once from one unit lower-triangular solve (the UT/WY trick of
+DeltaNet, here with a frozen gradient anchor): (I + L) r = base, L[t,i] = A[t-1,i] eta_i ah_i.ah_t.
+Cost O(c^2 d + c d^2) per chunk and layer; per-token matrices are never formed.
+
+Index letters: B memories (batch x heads), n tokens, c tokens in a chunk, d features.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hope_lite import trace
+from hope_lite.functional import MemoryState
+from hope_lite.scan import chunk_segments, decay_products
+from hope_lite.memory import Memory, Weights
+
+__all__ = ["dgd_update_chunked", "dgd_update_reference"]
+
+
+def _check(memory: Memory, state: MemoryState, k, v, q, eta, alpha, beta, chunk_size) -> None:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    if k.dim() != 3:
+        raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
+    B, n, d = k.shape
+    if d != memory.dim:
+        raise ValueError(f"k has {d} features but the memory has dim={memory.dim}")
+    for name, x in (("v", v), ("q", q)):
+        if x is not None and tuple(x.shape) != (B, n, d):
+            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {(B, n, d)} like k")
+    for name, x in (("eta", eta), ("alpha", alpha), ("beta", beta)):
+        if x is not None and tuple(x.shape) != (B, n):
+            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [B, n] = {(B, n)}")
+    for name in ("weights", "momentum", "anchor"):
+        memory.check_weights(getattr(state, name), copies=B, name=f"state.{name}")
+    if state.position < 0:
+        raise ValueError(f"state.position={state.position} must be >= 0")
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, q, eta,
+           alpha, beta, self_target: bool, delta: bool):
+    """Reads and end state of one segment inside one chunk (module docstring, UT form)."""
+    y = memory.forward(anchor, q) if q is not None else None  # y_t = M_anchor(q_t) (NL eq 90)
+    target = memory.forward(anchor, v) if self_target else v  # vhat_t = M_anchor(v_t) (NL eq 84)
+    pred, cache = memory.forward_cached(anchor, k)
+    err = pred - target  # M_anchor(k_t) - vhat_t: [B, c, d]
+    signals = memory.layer_signals(anchor, cache, err)  # g_l,t = delta_l,t a_l,t^T (halved loss)
+    A, P = decay_products(alpha), decay_products(beta)  # [B, c+1, c+1]
+    K = A[..., 1:] @ P[..., 1:, :]  # K[t, 0]: weight of S_0 in W_t; K[t, m]: of -eta_m g_m
+    new_w, new_s = [], []
+    for (dl, a), W0, S0 in zip(signals, weights, momentum):
+        x = eta.unsqueeze(-1) * dl  # eta_m delta_m: [B, c, out]
+        # S_c = P[c,0] S_0 - sum_m P[c,m] eta_m delta_m a_m^T
+        S = P[:, -1, :1, None] * S0 - (P[:, -1, 1:, None] * x).transpose(1, 2) @ a
+        # W_c without the delta terms: A[c,0] W_0 + K[c,0] S_0 - sum_m K[c,m] eta_m delta_m a_m^T
+        W = A[:, -1, :1, None] * W0 + K[:, -1, :1, None] * S0
+        W = W - (K[:, -1, 1:, None] * x).transpose(1, 2) @ a
+        if delta:
+            ah = F.normalize(a, dim=-1)  # unit layer inputs (NL eq 57 assumes ||x||^2 fixed)
+            # base_t = A[t-1,0] W_0 ah_t + K[t-1,0] S_0 ah_t - sum_m K[t-1,m] a_m.ah_t eta_m delta_m
+            base = A[:, :-1, :1] * (ah @ W0.mT) + K[:, :-1, :1] * (ah @ S0.mT)
+            base = base - (K[:, :-1, 1:] * (ah @ a.mT)) @ x  # [B, c, out]
+            L = A[:, :-1, 1:] * eta.unsqueeze(1) * (ah @ ah.mT)  # strictly lower [B, c, c]
+            # (I + L) r = base: r_t = W_{t-1} ah_t
+            r = torch.linalg.solve_triangular(L, base, upper=False, unitriangular=True)
+            # NL eq 88: the -eta_t (W_{t-1} ah_t) ah_t^T terms, carried to the chunk's end
+            W = W - (A[:, -1, 1:, None] * eta.unsqueeze(-1) * r).transpose(1, 2) @ ah
+        new_w.append(W)
+        new_s.append(S)
+    return y, tuple(new_w), tuple(new_s), err, signals
+
+
+def dgd_update_chunked(
+    memory: Memory,
+    state: MemoryState,
+    k: Tensor,
+    v: Tensor,
+    q: Tensor | None,
+    eta: Tensor,
+    alpha: Tensor | None = None,
+    beta: Tensor | None = None,
+    chunk_size: int = 16,
+    *,
+    self_target: bool = False,
+    delta: bool = True,
+    source: str = "memory",
+) -> tuple[Tensor | None, MemoryState]:
+    """Read and write a memory with DGD over a sequence, chunk by chunk (see module docstring).
+
+    Args:
+        memory: the memory family (linear or residual MLP).
+        state: the state before the first token (weights, momentum, anchor, position).
+        k, v: keys and values ``[B, n, d]``; the target is ``v`` or, with ``self_target``,
+            ``M_anchor(v)`` (NL eq 84).
+        q: queries ``[B, n, d]`` to read at the anchor, or ``None`` to only write.
+        eta: inner learning rate ``eta_t >= 0``, ``[B, n]``.
+        alpha: retention ``alpha_t`` in [0, 1] (weight decay 1 - alpha), ``[B, n]``; None: 1.
+        beta: momentum ``beta_t`` in [0, 1), ``[B, n]``; None: no momentum.
+        chunk_size: C >= 1; tokens of a chunk read, and take gradients at, the chunk-start state.
+        self_target: the memory generates its own target ``vhat_t = M_anchor(v_t)``.
+        delta: keep DGD's ``-eta ah ah^T`` term; False is plain GD (Titans-style).
+        source: the name under which an active :mod:`hope_lite.trace` recorder files events
+            (``theta`` = eta, ``eta`` = beta, ``alpha`` = 1 - alpha in the trace's Titans names).
+
+    Returns:
+        ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
+    """
+    _check(memory, state, k, v, q, eta, alpha, beta, chunk_size)
+    n, pos = k.shape[1], state.position
+    if n == 0:
+        return (q.clone() if q is not None else None), state
+    alpha_ = torch.ones_like(eta) if alpha is None else alpha
+    beta_ = torch.zeros_like(eta) if beta is None else beta
+    segments = chunk_segments(pos, n, chunk_size)
+    lengths = [e - s for s, e in segments]
+    parts = [x.split(lengths, 1) if x is not None else [None] * len(segments)
+             for x in (k, v, q, eta, alpha_, beta_)]  # split once: slices would each backprop [n]
+    weights, momentum, anchor = state.weights, state.momentum, state.anchor
+    rec, outputs = trace.active(), []
+    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c in zip(segments, *parts):
+        if (pos + s) % chunk_size == 0:
+            anchor = weights  # a new chunk starts: freeze its anchor
+        y, weights, momentum, err, signals = _chunk(
+            memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, alpha_c, beta_c,
+            self_target, delta,
+        )
+        outputs.append(y)
+        if rec is not None:
+            _record(rec, source, pos + s, err, signals, eta_c, alpha_c, beta_c, weights)
+    if (pos + n) % chunk_size == 0:
+        anchor = weights
+    if beta is None:
+        momentum = tuple(torch.zeros_like(w) for w in weights)
+    y = torch.cat(outputs, dim=1) if q is not None else None
+    return y, MemoryState(weights, momentum, anchor, pos + n)
+
+
+def _record(rec, source, start, err, signals, eta, alpha, beta, weights) -> None:
+    c = err.shape[1]
+    # ||g_t||_F^2 = sum_l ||delta_l,t||^2 ||a_l,t||^2 (each layer's gradient is an outer product)
+    sq = sum(dl.square().sum(-1) * a.square().sum(-1) for dl, a in signals)
+    rec.memory_step(source, torch.arange(start, start + c), surprise=sq.sqrt(),
+                    retrieval_error=err.norm(dim=-1), theta=eta, eta=beta, alpha=1 - alpha)
+    if rec.wants_snapshot(start, start + c):
+        rec.snapshot(source, start + c, weights)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def dgd_update_reference(
+    memory: Memory,
+    state: MemoryState,
+    k: Tensor,
+    v: Tensor,
+    q: Tensor | None,
+    eta: Tensor,
+    alpha: Tensor | None = None,
+    beta: Tensor | None = None,
+    chunk_size: int = 16,
+    *,
+    self_target: bool = False,
+    delta: bool = True,
+) -> tuple[Tensor | None, MemoryState]:
+    """The literal per-token loop of NL eq 86-90; same arguments as :func:`dgd_update_chunked`.
+
+    Slow and obviously right: the specification that the fast path is tested against.
+    """
+    _check(memory, state, k, v, q, eta, alpha, beta, chunk_size)
+
+    def loss(ws: Weights, k_t: Tensor, target: Tensor) -> Tensor:
+        return 0.5 * (memory.forward(ws, k_t) - target).square().sum()  # NL eq 86, halved
+
+    grad = torch.func.grad(loss)  # each memory's loss depends only on its own weights
+    weights, momentum, anchor = list(state.weights), list(state.momentum), state.anchor
+    outputs = []
+    for t in range(k.shape[1]):
+        if (state.position + t) % chunk_size == 0:
+            anchor = tuple(weights)  # a new chunk starts: freeze its anchor
+        k_t, v_t = k[:, t : t + 1], v[:, t : t + 1]
+        if q is not None:
+            outputs.append(memory.forward(anchor, q[:, t : t + 1]))  # y_t = M_anchor(q_t)
+        target = memory.forward(anchor, v_t) if self_target else v_t  # vhat_t (NL eq 84)
+        g = grad(anchor, k_t, target)  # target is a constant of the inner loss
+        _, cache = memory.forward_cached(anchor, k_t)
+        inputs = [a[:, 0] for _, a in memory.layer_signals(anchor, cache, torch.zeros_like(k_t))]
+        et = eta[:, t, None, None]
+        al = 1.0 if alpha is None else alpha[:, t, None, None]
+        be = 0.0 if beta is None else beta[:, t, None, None]
+        for l, a in enumerate(inputs):  # a_l,t: [B, in]
+            ah = F.normalize(a, dim=-1)
+            eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+            decay = al * eye - (et * ah.unsqueeze(-1) * ah.unsqueeze(-2) if delta else 0.0)
+            momentum[l] = be * momentum[l] - et * g[l]  # S_t = beta_t S_{t-1} - eta_t g_t
+            weights[l] = weights[l] @ decay + momentum[l]  # NL eq 88: W (alpha I - eta ah ah^T) + S
+    position = state.position + k.shape[1]
+    if position % chunk_size == 0:
+        anchor = tuple(weights)
+    if beta is None:
+        momentum = [torch.zeros_like(w) for w in weights]
+    y = (torch.cat(outputs, dim=1) if outputs else q.clone()) if q is not None else None
+    return y, MemoryState(tuple(weights), tuple(momentum), anchor, position)

@@ -1,0 +1,32 @@
+"""Chunk boundaries and decay products shared by the chunked update rules.
+
+Index letters: c tokens in a chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["chunk_segments", "decay_products"]
+
+
+def chunk_segments(position: int, n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Cut tokens ``[0, n)`` of a stream that has read ``position`` tokens at chunk boundaries."""
+    first = (-position) % chunk_size or chunk_size
+    cuts = [0, *range(first, n, chunk_size), n]
+    return [(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s]
+
+
+def decay_products(g: Tensor) -> Tensor:
+    """``P[..., t, i] = prod_{i<j<=t} g_j`` for ``0 <= i <= t <= c``, 0 above the diagonal.
+
+    Index 0 stands for the state before the chunk: ``g [..., c] -> P [..., c+1, c+1]``. Built in
+    log space by a masked cumulative sum; a gate of 0 gives the smallest normal number, not 0.
+    """
+    T = g.shape[-1] + 1
+    logs = g.clamp_min(torch.finfo(g.dtype).tiny).log()
+    logs = torch.cat((torch.zeros_like(g[..., :1]), logs), -1)  # [..., c+1]; index 0: no gate
+    below = torch.ones(T, T, dtype=torch.bool, device=g.device).tril(-1)
+    x = logs.unsqueeze(-1).expand(*logs.shape, T).masked_fill(~below, 0.0)  # [j, i]: log g_j, j > i
+    return x.cumsum(-2).exp().masked_fill(below.T, 0.0)  # sum_{i<j<=t} log g_j -> product
