@@ -74,9 +74,11 @@ def init_state(weights: Weights) -> MemoryState:
 # --------------------------------------------------------------------------- checks
 
 
-def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk_size) -> None:
+def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk_size, max_surprise) -> None:
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    if max_surprise is not None and not max_surprise > 0:
+        raise ValueError(f"max_surprise={max_surprise!r} must be > 0 or None")
     if k.dim() != 3:
         raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
     B, n, d = k.shape
@@ -164,7 +166,22 @@ def _segment_transitions_exact(theta, eta, alpha, segments) -> list[tuple[Tensor
     return out
 
 
-def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor):
+def surprise_norm(signals) -> Tensor:
+    """``||u_t||_F`` per token from layer signals of ``dy = err``: ``[B, c]``.
+
+    Each layer's gradient is an outer product, so ``||u_t||^2 = 4 sum_l ||delta_l,t||^2 ||a_l,t||^2``.
+    """
+    sq = sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
+    return 2 * sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+
+
+def clip_factor(norm: Tensor, max_surprise: float | None) -> Tensor | float:
+    """``min(1, max_surprise / ||u_t||)``: the factor that caps a token's surprise (1 if off)."""
+    return 1.0 if max_surprise is None else (max_surprise / norm).clamp(max=1.0)
+
+
+def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, q: Tensor,
+           mix: Tensor, w: Tensor, max_surprise: float | None):
     """One segment: read ``y = M_anchor(q)``, then write on the stacked state ``[S; M]``.
 
     Keys and queries go through the memory in one pass. Returns ``(y, new stacked, err, signals)``.
@@ -174,6 +191,8 @@ def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tens
     err = out[:, :c] - v  # M_anchor(k_t) - v_t: [B, c, d]
     # u_t = grad ||err_t||^2 = 2 x (the signals of dy = err); the 2 is folded into w
     signals = memory.layer_signals(anchor, cache, err)
+    if max_surprise is not None:  # u_t <- u_t min(1, max_surprise / ||u_t||)
+        w = w * clip_factor(surprise_norm(signals), max_surprise).unsqueeze(-1)
     new = []
     for (delta, inp), state in zip(signals, stacked):
         B, o = delta.shape[0], delta.shape[2]
@@ -185,7 +204,8 @@ def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tens
     return out[:, c:], tuple(new), err, signals
 
 
-def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | None = None, on_write=None):
+def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | None = None, on_write=None,
+         max_surprise: float | None = None):
     """Read and write consecutive segments; returns ``(y [B, c_total, d], stacked)``.
 
     Each segment reads and differentiates its anchor: ``anchor`` for the first one if given (a
@@ -195,7 +215,7 @@ def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | Non
     for i, (k_c, v_c, q_c, mix, w) in enumerate(segments):
         if anchor is None or i > 0:
             anchor = tuple(x[:, 1] for x in stacked)  # M at the chunk start
-        y, stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, q_c, mix, w)
+        y, stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, q_c, mix, w, max_surprise)
         outputs.append(y)  # y_t = M_anchor(q_t) (eq 15)
         if on_write is not None:
             on_write(i, err, signals, stacked)
@@ -214,6 +234,7 @@ def titans_update_chunked(
     chunk_size: int,
     source: str = "memory",
     checkpoint_chunks: int = 0,
+    max_surprise: float | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """Read and write a Titans memory over a sequence, chunk-parallel (see module docstring).
 
@@ -228,11 +249,13 @@ def titans_update_chunked(
         source: the name under which an active :mod:`hope_lite.trace` recorder files events.
         checkpoint_chunks: if > 0 and gradients are on, keep only every this-many chunks' state
             for the backward pass and recompute the rest (less memory, about a third more time).
+        max_surprise: if set, every token's surprise is capped, ``u_t <- u_t min(1, max_surprise /
+            ||u_t||)`` (not in the paper; titans-pytorch's ``max_grad_norm`` does the same).
 
     Returns:
         ``y [B, n, d]`` and the state after the last token.
     """
-    _check(memory, state, k, v, q, theta, eta, alpha, chunk_size)
+    _check(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
     if not isinstance(checkpoint_chunks, int) or checkpoint_chunks < 0:
         raise ValueError(f"checkpoint_chunks={checkpoint_chunks!r} must be an integer >= 0")
     n, b, pos = k.shape[1], chunk_size, state.position
@@ -264,20 +287,21 @@ def titans_update_chunked(
     body = data[head : len(data) - tail]  # whole chunks
     outputs = []
     if head:
-        y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0))
+        y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0), max_surprise)
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
     if 0 < group < len(body):
         for i in range(0, len(body), group):  # backward recomputes each group from its start state
-            y, stacked = checkpoint(_run, memory, stacked, body[i : i + group], use_reentrant=False)
+            y, stacked = checkpoint(_run, memory, stacked, body[i : i + group], None, None, max_surprise,
+                                    use_reentrant=False)
             outputs.append(y)
     elif body:
-        y, stacked = _run(memory, stacked, body, None, recorder(head))
+        y, stacked = _run(memory, stacked, body, None, recorder(head), max_surprise)
         outputs.append(y)
     anchor = state.anchor  # still open from before, unless a chunk started since
     if tail:
         anchor = tuple(x[:, 1] for x in stacked)
-        y, stacked = _run(memory, stacked, data[-1:], anchor, recorder(len(data) - 1))
+        y, stacked = _run(memory, stacked, data[-1:], anchor, recorder(len(data) - 1), max_surprise)
         outputs.append(y)
     momentum, weights = (tuple(x[:, i] for x in stacked) for i in (0, 1))
     if (pos + n) % b == 0:
@@ -287,13 +311,10 @@ def titans_update_chunked(
 
 def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked) -> None:
     s, e = segment
-    # ||u_t||_F^2 = sum_l ||2 delta_l,t||^2 ||input_l,t||^2 (each layer's gradient is an outer
-    # product; signals are those of dy = err, half the gradient of ||err||^2)
-    sq = 4 * sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
     rec.memory_step(
         source,
         torch.arange(pos + s, pos + e),
-        surprise=sq.sqrt(),
+        surprise=surprise_norm(signals),  # before any cap
         retrieval_error=err.norm(dim=-1),
         theta=theta[:, s:e],
         eta=eta[:, s:e],
@@ -316,12 +337,13 @@ def titans_update_reference(
     eta: Tensor,
     alpha: Tensor,
     chunk_size: int,
+    max_surprise: float | None = None,
 ) -> tuple[Tensor, MemoryState]:
     """The literal per-token loop of Titans eq 9-15; same arguments as :func:`titans_update_chunked`.
 
     Slow and obviously right: the specification that the fast path is tested against.
     """
-    _check(memory, state, k, v, q, theta, eta, alpha, chunk_size)
+    _check(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
 
     def loss(ws: Weights, k_t: Tensor, v_t: Tensor) -> Tensor:
         return (memory.forward(ws, k_t) - v_t).square().sum()  # Titans eq 12, every memory's sum
@@ -334,6 +356,9 @@ def titans_update_reference(
             anchor = tuple(weights)  # a new chunk starts: freeze its anchor
         outputs.append(memory.forward(anchor, q[:, t : t + 1]))  # y_t = M_anchor(q_t)
         u = grad(anchor, k[:, t : t + 1], v[:, t : t + 1])  # u_t
+        if max_surprise is not None:  # optional cap: u_t <- u_t min(1, max_surprise / ||u_t||)
+            norm = torch.sqrt(sum(g.square().sum((-2, -1)) for g in u))
+            u = [g * clip_factor(norm, max_surprise)[:, None, None] for g in u]
         th, et, al = (g[:, t, None, None] for g in (theta, eta, alpha))
         for l in range(len(weights)):
             momentum[l] = et * momentum[l] - th * u[l]  # S_t = eta_t S_{t-1} - theta_t u_t

@@ -191,3 +191,32 @@ def test_checkpointed_chunks_give_the_same_values_and_gradients(group):
 
     for plain, ckpt in zip(loss_and_grads(0), loss_and_grads(group)):
         torch.testing.assert_close(ckpt, plain, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp2"])
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_surprise_cap_chunked_equals_reference(kind, chunk):
+    memory = MEMORIES[kind]
+    k, v, q, theta, eta, alpha = random_inputs(2, 23, memory.dim)
+    state = init_state(memory.init_weights(2, dtype=torch.float64))
+    y_ref, s_ref = titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk, max_surprise=0.5)
+    y_fast, s_fast = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk, max_surprise=0.5)
+    torch.testing.assert_close(y_fast, y_ref, atol=1e-10, rtol=0)
+    assert_states_close(s_fast, s_ref)
+    _, s_free = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk)
+    assert not torch.allclose(s_free.weights[0], s_fast.weights[0])  # the cap was active
+
+
+def test_surprise_cap_bounds_each_token_step():
+    """With eta = alpha = 0 and b = 1, M_t - M_{t-1} = -theta_t u_t, so ||step|| <= theta_t * cap."""
+    memory = LinearMemory(4)
+    k, v, q, theta, _, _ = random_inputs(1, 10, 4)
+    v = 50 * v  # huge errors: every token is capped
+    zeros = torch.zeros_like(theta)
+    state = init_state(memory.init_weights(1, dtype=torch.float64))
+    for t in range(10):
+        _, new = titans_update_chunked(memory, state, k[:, t:t+1], v[:, t:t+1], q[:, t:t+1],
+                                       theta[:, t:t+1], zeros[:, :1], zeros[:, :1], 1, max_surprise=0.3)
+        step = (new.weights[0] - state.weights[0]).norm()
+        torch.testing.assert_close(step, 0.3 * theta[0, t])
+        state = new

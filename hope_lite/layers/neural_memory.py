@@ -2,7 +2,7 @@
 
     q, k, v = SiLU(conv4(x W_q)), SiLU(conv4(x W_k)), SiLU(conv4(x W_v))     (Titans sec. 4.4)
     q, k    = q / ||q||, k / ||k||                                           (per head)
-    theta_t = theta_max * sigmoid(x_t w_theta)   in (0, theta_max)            inner learning rate
+    theta_t = theta_max (1 - eta_t) sigmoid(x_t w_theta)  in (0, theta_max)   inner learning rate
     eta_t   = sigmoid(x_t w_eta)                 in (0, 1)                    momentum (eq 10)
     alpha_t = sigmoid(x_t w_alpha)               in (0, 1)                    forgetting (eq 13)
     y       = memory rule of hope_lite.functional (eq 9-16), one memory per (batch, head)
@@ -12,10 +12,17 @@ Choices where Titans is silent (PAPER_NOTES sec. 1.1, 6.7): the gates are per to
 head, linear in x_t, squashed by sigmoids; the order projection -> convolution -> SiLU; the gate
 is SiLU-activated (as Gated DeltaNet, which Titans follows); the initial memory weights are
 parameters shared across sequences (meta-learned, NL sec. 8.1); the initial momentum is zero.
-Gate ranges and initial values: theta in (0, 1/b) starting at 1/(10 b), eta starting at 0.5,
-alpha at 0.001. A chunk's step sums its b per-token gradients at one anchor (eq 16) and momentum
-multiplies it by about 1/(1-eta); on a chunk of identical tokens a linear memory is stable only
-while b theta / (1 - eta) < 1. Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05
+Gate ranges and initial values: theta < (1 - eta) theta_max with theta_max = 1/b, starting at
+1/(10 b); eta starting at 0.5; alpha at 0.001. A chunk's step sums its b per-token gradients at one
+anchor (eq 16) and momentum multiplies it by about 1/(1-eta); on a chunk of identical unit keys a
+linear memory is stable only while b theta / (1 - eta) < 1, which the (1 - eta) factor keeps true
+whatever the outer loop learns (with theta and eta free, training a tiny TitansLM on in-context
+recall learned eta ~ 0.86, theta ~ 0.055 at b = 8 and the memory diverged within 50 steps).
+That bound is exact for a linear memory only: an MLP memory's curvature grows with its weights, and
+the same run still diverged near step 50. So by default every token's surprise is capped,
+u_t <- u_t min(1, 4 / ||u_t||) (not in the paper; titans-pytorch's max_grad_norm is the same idea;
+||u_t|| is 3-7 at initialisation); with it the run trained 800 steps to loss 0.005.
+``max_surprise=None`` gives the paper's rule exactly. Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05
 with alpha 0.01 gives NaN on a repeated token and forgets random streams to |W| ~ 1e-5 (zero is a
 fixed point of the residual MLP memory's gradient); the defaults above stay finite and alive on
 random, repeated and 8-periodic streams. The outer loop can learn other values within the ranges.
@@ -51,6 +58,7 @@ class NeuralMemoryConfig:
     theta_init: float | None = None  # initial theta (through the gate bias); None: theta_max / 10
     eta_init: float = 0.5  # initial momentum
     alpha_init: float = 0.001  # initial forgetting (a horizon of about 1 / alpha = 1000 tokens)
+    max_surprise: float | None = 4.0  # cap on each token's ||u_t|| (not in the paper); None: off
     checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
     reference: bool = False  # use the slow per-token loop (for teaching and tests)
 
@@ -67,6 +75,8 @@ class NeuralMemoryConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.max_surprise is not None and not self.max_surprise > 0:
+            raise ValueError(f"max_surprise={self.max_surprise!r} must be > 0 or None")
         if self.theta_max is None:
             self.theta_max = 1.0 / self.chunk_size
         if self.theta_init is None:
@@ -76,9 +86,9 @@ class NeuralMemoryConfig:
         if not self.theta_max > 0:
             raise ValueError(f"theta_max={self.theta_max} must be > 0")
         for name, value, high in (
-            ("theta_init", self.theta_init, self.theta_max),
             ("eta_init", self.eta_init, 1.0),
             ("alpha_init", self.alpha_init, 1.0),
+            ("theta_init", self.theta_init, self.theta_max * (1 - self.eta_init)),
         ):
             if not 0 < value < high:
                 raise ValueError(f"{name}={value} must lie strictly between 0 and {high}")
@@ -124,7 +134,7 @@ class NeuralMemory(nn.Module):
         with torch.no_grad():
             self.to_gates.weight.mul_(0.1)
             bias = self.to_gates.bias.view(3, h)
-            bias[0].fill_(_logit(config.theta_init / config.theta_max))
+            bias[0].fill_(_logit(config.theta_init / (config.theta_max * (1 - config.eta_init))))
             bias[1].fill_(_logit(config.eta_init))
             bias[2].fill_(_logit(config.alpha_init))
 
@@ -152,8 +162,10 @@ class NeuralMemory(nn.Module):
     def gates(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-token, per-head ``theta, eta, alpha`` from ``x [b, n, D]``, each ``[b*h, n]``."""
         logits = rearrange(self.to_gates(x), "b n (g h) -> g (b h) n", g=3)
-        theta = self.config.theta_max * torch.sigmoid(logits[0])
-        return theta, torch.sigmoid(logits[1]), torch.sigmoid(logits[2])
+        eta = torch.sigmoid(logits[1])
+        # the step with momentum is about theta / (1 - eta): keep it below theta_max
+        theta = self.config.theta_max * (1 - eta) * torch.sigmoid(logits[0])
+        return theta, eta, torch.sigmoid(logits[2])
 
     def forward(
         self, x: Tensor, state: NeuralMemoryState | None = None
@@ -175,12 +187,13 @@ class NeuralMemory(nn.Module):
         theta, eta, alpha = self.gates(x)
         if self.config.reference:
             y, memory_state = titans_update_reference(
-                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size
+                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
+                self.config.max_surprise,
             )
         else:
             y, memory_state = titans_update_chunked(
                 self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
-                self.name, self.config.checkpoint_chunks,
+                self.name, self.config.checkpoint_chunks, self.config.max_surprise,
             )
         y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
         out = self.to_out(y * F.silu(self.to_gate(x)))

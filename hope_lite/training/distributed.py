@@ -1,0 +1,116 @@
+"""Data parallelism with ``torch.distributed``: process groups, launching, sharding, reductions.
+
+Data-parallel SGD on W processes computes the gradient of one *global* batch: process r takes the
+rows ``[r B/W, (r+1) B/W)`` of the batch, backpropagates its share, and DDP averages the W
+gradients. With the loss of process r scaled as
+
+    loss_r = W * sum_{scored tokens of r} CE / N,      N = scored tokens of all processes
+
+the average ``(1/W) sum_r grad loss_r`` is the gradient of the token-mean loss of the global batch,
+exactly what one process computes on the union, even when the processes score different numbers
+of tokens (``-100`` targets). ``N`` costs one all-reduce of a scalar per step.
+
+Launch with ``torchrun --nproc_per_node W -m hope_lite.train ...`` (:func:`init_from_env` reads
+its environment) or, in one command, with :func:`spawn` (``python -m hope_lite.train --ddp``).
+Backends: NCCL on CUDA, gloo on CPU; the rendezvous is TCP on 127.0.0.1 and a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def backend_for(device: torch.device | str) -> str:
+    """``"nccl"`` for CUDA devices, ``"gloo"`` otherwise."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_device(device: str = "auto") -> torch.device:
+    """``"auto"``: this process's GPU (``cuda:LOCAL_RANK``) if there is one, else the CPU."""
+    if device == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local = int(os.environ.get("LOCAL_RANK", rank() % max(torch.cuda.device_count(), 1)))
+        return torch.device("cuda", local)
+    return torch.device(device)
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Join the process group that ``torchrun`` describes (RANK, WORLD_SIZE, MASTER_ADDR/PORT).
+
+    Returns False (and does nothing) when not launched by torchrun or already initialised.
+    """
+    if is_distributed() or "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    backend = backend or backend_for(local_device())
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend)
+    return True
+
+
+def _entry(rank_: int, fn: Callable, world: int, port: int, backend: str, args: tuple) -> None:
+    os.environ.update(LOCAL_RANK=str(rank_), RANK=str(rank_), WORLD_SIZE=str(world))
+    if backend == "nccl":
+        torch.cuda.set_device(rank_)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank_, world_size=world)
+    try:
+        fn(rank_, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), backend: str | None = None) -> None:
+    """Run ``fn(rank, world_size, *args)`` in ``nprocs`` fresh processes joined in one group.
+
+    ``fn`` must be importable (a module-level function). Raises if any process fails.
+    """
+    if not isinstance(nprocs, int) or nprocs < 1:
+        raise ValueError(f"nprocs={nprocs!r} must be an integer >= 1")
+    backend = backend or ("nccl" if torch.cuda.device_count() >= nprocs else "gloo")
+    mp.spawn(_entry, args=(fn, nprocs, free_port(), backend, args), nprocs=nprocs, join=True)
+
+
+def shard(x: Tensor, rank_: int | None = None, world: int | None = None) -> Tensor:
+    """Rows ``[r B/W, (r+1) B/W)`` of ``x [B, ...]`` for process r of W."""
+    rank_, world = rank() if rank_ is None else rank_, world_size() if world is None else world
+    if x.shape[0] % world:
+        raise ValueError(
+            f"batch size {x.shape[0]} is not divisible by world_size={world}; use a multiple of it"
+        )
+    size = x.shape[0] // world
+    return x[rank_ * size : (rank_ + 1) * size]
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Sum of ``x`` over the processes (``x`` itself without a process group); not differentiable."""
+    if is_distributed():
+        x = x.detach().clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
