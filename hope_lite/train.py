@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from hope_lite.layers import CMSSchedule, ContinuumMemory
 from hope_lite.models.common import at_least_float32
 from hope_lite.optim.groups import OPTIMIZERS, make_optimizer
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
@@ -246,6 +247,9 @@ def train(
     options = {"weight_decay": wd, "adamw_weight_decay": wd, **config.optimizer_options}
     optimizer = make_optimizer(model, config.optimizer, lr=config.lr, **options)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    # CMS levels are written every C(l) steps with their chunk's summed gradient (NL eq 71)
+    has_cms = any(isinstance(m, ContinuumMemory) for m in model.modules())
+    schedule = CMSSchedule(model) if has_cms else None
     history, start = History(), 0
     path = config.checkpoint_path
     if path and config.resume and os.path.exists(path):
@@ -253,6 +257,8 @@ def train(
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start, history = checkpoint["step"], History(**checkpoint["history"])
+        if schedule is not None:
+            schedule.load_state_dict(checkpoint["cms_schedule"])
         set_rng_state(checkpoint["rng"])
     get_batch = batch_source(data, config.batch_size)
     held_out = _eval_batches(data, eval_data, config)
@@ -280,7 +286,10 @@ def train(
         clip = config.grad_clip if config.grad_clip > 0 else math.inf
         grads = [p for p in model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(grads, clip)  # the norm before clipping
-        optimizer.step()
+        if schedule is not None:
+            schedule.step(optimizer)  # hold or hand over each CMS level's gradient, then step
+        else:
+            optimizer.step()
         history.step.append(step + 1)
         history.loss.append(loss_sum.item() / max(scored.item(), 1))
         if not math.isfinite(history.loss[-1]):
@@ -301,6 +310,7 @@ def train(
                 save_checkpoint(
                     path, model=model.state_dict(), optimizer=optimizer.state_dict(), step=step + 1,
                     history=asdict(history), train_config=asdict(config),
+                    cms_schedule=schedule.state_dict() if schedule is not None else None,
                 )  # fmt: skip
             if is_distributed():
                 torch.distributed.barrier()

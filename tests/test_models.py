@@ -24,7 +24,7 @@ from hope_lite.models import (
     rope_angles,
 )
 
-KIND_NAMES = ["transformer", "lmm", "mac"]
+KIND_NAMES = ("transformer", "lmm", "mac", "hope", "hope_attention")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -66,7 +66,7 @@ def test_shapes_state_and_loss(kind):
     tokens = torch.randint(0, 32, (2, 20))
     logits, state = model(tokens)
     assert logits.shape == (2, 20, 32)
-    assert (state is None) == (kind == "transformer")
+    assert (state is None) == (kind in ("transformer", "hope_attention"))  # attention keeps no cache
     targets = torch.full((2, 20), -100)
     targets[:, -1] = tokens[:, 0]  # a classification target at the END position only
     expected = nn.functional.cross_entropy(logits[:, -1], tokens[:, 0])
@@ -85,7 +85,7 @@ def test_outputs_are_causal(kind):
     assert not torch.allclose(a[:, 21:], b[:, 21:])
 
 
-@pytest.mark.parametrize("kind", ["lmm", "mac"])
+@pytest.mark.parametrize("kind", ["lmm", "mac", "hope"])
 @pytest.mark.parametrize("cuts", [[5], [16, 32], [3, 4, 19, 30]])
 def test_stream_in_pieces_equals_one_call(kind, cuts):
     model = tiny(kind).double()

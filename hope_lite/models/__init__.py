@@ -1,4 +1,4 @@
-"""Language models: a transformer baseline, Titans (LMM, MAC), and the hook for HOPE.
+"""Language models: a transformer baseline, Titans (LMM, MAC), HOPE and Hope-Attention.
 
 Every model is a :class:`LanguageModel` (embedding, pre-norm blocks of mixer + channel, head):
 
@@ -32,6 +32,7 @@ from hope_lite.models.titans import (
     memory_config,
     read_memory,
 )
+from hope_lite.models.hope import CMSChannel, HopeAttentionLM, HopeLM, cms_config, selfmod_config
 from hope_lite.models.configs import (
     BASELINE,
     KINDS,
@@ -52,7 +53,10 @@ __all__ = [
     "SIZES",
     "VARIANTS",
     "Block",
+    "CMSChannel",
     "CausalSelfAttention",
+    "HopeAttentionLM",
+    "HopeLM",
     "LanguageModel",
     "MACState",
     "MemoryAsContext",
@@ -60,6 +64,7 @@ __all__ = [
     "TitansLM",
     "TransformerLM",
     "apply_rope",
+    "cms_config",
     "count_parameters",
     "mac_mask",
     "make_config",
@@ -71,4 +76,5 @@ __all__ = [
     "register_kind",
     "register_mixer",
     "rope_angles",
+    "selfmod_config",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from hope_lite.models.common import LanguageModel, ModelConfig, count_parameters
+from hope_lite.models.hope import HopeAttentionLM, HopeLM
 from hope_lite.models.titans import TitansLM
 from hope_lite.models.transformer import TransformerLM
 
@@ -49,6 +50,8 @@ KINDS: dict[str, tuple[type[LanguageModel], dict[str, Any]]] = {
     "transformer": (TransformerLM, dict(mixer="attention")),
     "lmm": (TitansLM, dict(mixer="lmm")),
     "mac": (TitansLM, dict(mixer="mac")),
+    "hope": (HopeLM, dict(mixer="selfmod", channel="cms")),
+    "hope_attention": (HopeAttentionLM, dict(mixer="attention", channel="cms")),
 }
 
 

@@ -1,0 +1,109 @@
+"""HOPE (NL sec. 8.3, eq 94-97) and Hope-Attention as language models.
+
+    o_t = SelfModifyingTitans(x)_t                       (NL eq 94-96, hope_lite.layers.self_modifying)
+    y_t = MLP^(f_k)( ... MLP^(f_1)(o_t))                 (NL eq 97: the sequential CMS, eq 70-71)
+
+Hope-Attention replaces self-modifying Titans by softmax attention (NL sec. 8.3). Both are
+:class:`~hope_lite.models.LanguageModel` s with pre-norm residual blocks,
+
+    x <- x + mixer(norm(x));    x <- x + channel(norm(x)),
+
+mixer = self-modifying Titans (``"selfmod"``) or attention, channel = the CMS (``"cms"``).
+
+Choices (the paper omits normalisation and residuals from eq 94-97):
+
+- The CMS levels are residual themselves (level(h) = h + ...), so the channel returns
+  ``CMS(h) - h``, the sum of the levels' updates: a block adds each level's update once.
+- Periods: ``options["cms_periods"]`` (default (1, 4, 16), fastest first, in optimizer steps when
+  training and in tokens when reading online); variant ``options["cms_variant"]`` (default
+  "sequential", as eq 97). :func:`hope_lite.train.train` wraps the optimizer in a
+  :class:`~hope_lite.layers.CMSSchedule`, so level l is written every C(l) steps with the summed
+  gradient of its chunk (eq 71).
+- Every CMS level is ``mlp_hidden`` wide, so ``make_model(size, "hope")`` matches the transformer's
+  parameter count by narrowing the levels (the count stays linear in ``mlp_hidden``).
+- Self-modifying Titans: heads = ``memory_heads`` or ``heads``, memory width ``memory_expansion``,
+  chunk of M_memory = ``chunk_size``, chunk of the other memories ``options["chunk_other"]``
+  (default 4 x chunk_size); any other :class:`~hope_lite.layers.SelfModifyingConfig` field may be
+  set through ``options`` (ablations: ``use_dgd``, ``momentum``, ``weight_decay``, ``adaptive_*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from torch import Tensor, nn
+
+from hope_lite.layers import CMSConfig, ContinuumMemory, SelfModifyingConfig, SelfModifyingTitans
+from hope_lite.models.common import LanguageModel, ModelConfig, register_channel, register_mixer
+
+CMS_PERIODS = (1, 4, 16)
+CMS_OPTIONS = ("cms_periods", "cms_variant")
+SELFMOD_FIELDS = tuple(f.name for f in fields(SelfModifyingConfig) if f.name not in ("dim", "heads"))
+
+
+def _check_options(config: ModelConfig) -> None:
+    allowed = CMS_OPTIONS + SELFMOD_FIELDS
+    unknown = sorted(set(config.options) - set(allowed))
+    if unknown:
+        raise ValueError(f"options {unknown} are not known to HOPE; allowed: {', '.join(allowed)}")
+
+
+def cms_config(config: ModelConfig) -> CMSConfig:
+    """The :class:`CMSConfig` of a model's CMS channels."""
+    _check_options(config)
+    periods = tuple(config.options.get("cms_periods", CMS_PERIODS))
+    return CMSConfig(
+        dim=config.dim,
+        periods=periods,
+        variant=config.options.get("cms_variant", "sequential"),
+        expansion=config.hidden / config.dim,  # every level mlp_hidden wide
+    )
+
+
+def selfmod_config(config: ModelConfig) -> SelfModifyingConfig:
+    """The :class:`SelfModifyingConfig` of a model's mixers."""
+    _check_options(config)
+    extra = {k: v for k, v in config.options.items() if k in SELFMOD_FIELDS}
+    return SelfModifyingConfig(
+        **{
+            "dim": config.dim,
+            "heads": config.memory_heads or config.heads,
+            "memory_expansion": config.memory_expansion,
+            "chunk_memory": config.chunk_size,
+            "chunk_other": 4 * config.chunk_size,
+            **extra,
+        }
+    )
+
+
+class CMSChannel(nn.Module):
+    """The CMS as a block's channel: ``(h [b, n, D], state) -> (CMS(h) - h, None)``."""
+
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.cms = ContinuumMemory(cms_config(config), name=f"layers.{layer}.cms")
+
+    def forward(self, h: Tensor, state: None = None) -> tuple[Tensor, None]:
+        return self.cms(h) - h, None
+
+
+register_mixer(
+    "selfmod", lambda config, layer: SelfModifyingTitans(selfmod_config(config), name=f"layers.{layer}.selfmod")
+)
+register_channel("cms", CMSChannel)
+
+
+class HopeLM(LanguageModel):
+    """HOPE: blocks of self-modifying Titans followed by the CMS (NL eq 94-97)."""
+
+    def __init__(self, config: ModelConfig | None = None, **overrides):
+        config = config or ModelConfig(mixer="selfmod", channel="cms")
+        super().__init__(replace(config, **overrides) if overrides else config)
+
+
+class HopeAttentionLM(LanguageModel):
+    """Hope-Attention: blocks of causal softmax attention followed by the CMS (NL sec. 8.3)."""
+
+    def __init__(self, config: ModelConfig | None = None, **overrides):
+        config = config or ModelConfig(mixer="attention", channel="cms")
+        super().__init__(replace(config, **overrides) if overrides else config)

@@ -1,0 +1,46 @@
+"""HopeLM and Hope-Attention: CMS channels, the CMS schedule inside train(), options."""
+
+import pytest
+import torch
+
+from hope_lite.layers import ContinuumMemory
+from hope_lite.models import HopeLM, make_config, make_model
+from hope_lite.train import TrainConfig, train
+
+
+def levels(model):
+    cms = next(m for m in model.modules() if isinstance(m, ContinuumMemory))
+    return [torch.cat([p.detach().flatten() for p in level.parameters()]) for level in cms.levels]
+
+
+@pytest.mark.parametrize("steps, changed", [(1, [True, False, False]), (2, [True, True, False]),
+                                            (4, [True, True, True])])
+def test_train_writes_each_cms_level_at_its_period(steps, changed):
+    torch.manual_seed(0)
+    model = make_model("tiny", "hope_attention", vocab_size=16, options={"cms_periods": (1, 2, 4)})
+    before = levels(model)
+    data = lambda step: (torch.randint(0, 16, (4, 12)), torch.randint(0, 16, (4, 12)))
+    train(model, data, TrainConfig(steps=steps, batch_size=4, lr=1e-2, progress=False, eval_every=0))
+    after = levels(model)
+    assert [not torch.equal(a, b) for a, b in zip(before, after)] == changed
+
+
+def test_hope_block_is_self_modifying_titans_then_cms():
+    model = make_model("tiny", "hope", vocab_size=16)
+    block = model.blocks[0]
+    assert type(block.mixer).__name__ == "SelfModifyingTitans"
+    assert isinstance(block.channel.cms, ContinuumMemory) and block.channel.cms.config.variant == "sequential"
+    h = torch.randn(2, 5, model.config.dim)
+    torch.testing.assert_close(block.channel(h)[0], block.channel.cms(h) - h)
+
+
+def test_ablation_options_reach_self_modifying_titans():
+    model = make_model("tiny", "hope", vocab_size=16, options={"use_dgd": False, "momentum": False})
+    mixer = model.blocks[1].mixer
+    assert mixer.config.use_dgd is False and mixer.config.momentum is False
+    assert mixer.config.chunk_memory == model.config.chunk_size
+
+
+def test_unknown_option_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"options \['cms_period'\] are not known to HOPE"):
+        HopeLM(make_config("tiny", "hope", options={"cms_period": 3}))
