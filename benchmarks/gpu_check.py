@@ -1,6 +1,6 @@
 """GPU check: CUDA results equal CPU's, then bf16 throughput of the Titans memory layer.
 
-    python benchmarks/gpu_check.py            # about 2 minutes on one H100
+    python benchmarks/gpu_check.py            # a few minutes on one H100 (budget: under 5)
 
 1. Correctness (float32, CUDA vs CPU, same weights): outputs, final memory state and parameter
    gradients of NeuralMemory (MLP and linear memory, chunk 16, a stream cut mid-chunk); and the
@@ -9,6 +9,10 @@
    MLP memory with 4x hidden, chunk 64, batch 1, sequence 16,384 and 262,144; forward and
    forward+backward; median of 5 after a warm-up; peak CUDA memory. At 262,144 tokens the backward
    recomputes groups of 16 chunks (checkpoint_chunks=16).
+
+3. Models under bf16 autocast: training-step tokens/s of TransformerLM-small and HopeLM-small
+   (batch 4 x 2,048 tokens), with model FLOPs utilisation: matmul FLOPs of one step
+   (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 
 Prints a table and writes benchmarks/results/gpu_check.json. Exits 1 if a check fails.
 """
@@ -95,6 +99,45 @@ def throughput(seq: int, mode: str, repeats: int = 5) -> dict:
                 peak_gpu_mb=torch.cuda.max_memory_allocated() / 2**20)
 
 
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets
+
+
+def model_throughput(kind: str, batch: int = 4, seq: int = 2048, repeats: int = 5) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hope_lite.layers import CMSSchedule, ContinuumMemory
+    from hope_lite.models import make_model
+
+    torch.manual_seed(0)
+    model = make_model("small", kind, vocab_size=256).cuda()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    schedule = CMSSchedule(model) if any(isinstance(m, ContinuumMemory) for m in model.modules()) else None
+    tokens = torch.randint(0, 256, (batch, seq + 1), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits, _ = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        schedule.step(optimizer) if schedule else optimizer.step()
+        torch.cuda.synchronize()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    return dict(kind=kind, tokens_per_s=batch * seq / median, tflops=flops / median / 1e12,
+                mfu=flops / median / peak if peak else None)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to check here (run this on a GPU machine)")
@@ -108,8 +151,14 @@ def main() -> int:
     print(f"\n{'seq':>8} {'mode':>7} {'tok/s':>12} {'median s':>9} {'peak GPU MB':>12}   (bf16 autocast, chunk 64)")
     for r in rows:
         print(f"{r['seq']:>8} {r['mode']:>7} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {r['peak_gpu_mb']:>12.0f}")
+    models = [model_throughput(kind) for kind in ("transformer", "hope")]
+    print(f"\n{'model (small)':>14} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>6}   (bf16 autocast, training step, 4 x 2048)")
+    for m in models:
+        mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
+        print(f"{m['kind']:>14} {m['tokens_per_s']:>10.0f} {m['tflops']:>8.2f} {mfu:>6}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), checks=checks, throughput=rows), indent=2))
+    RESULTS.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), checks=checks, throughput=rows,
+                                       models=models), indent=2))
     print(f"wrote {RESULTS}")
     return 0 if all(c["ok"] for c in checks) else 1
 
