@@ -41,6 +41,7 @@ from hope_lite.scan import chunk_segments, decay_products
 
 __all__ = [
     "MemoryState",
+    "check_inputs",
     "init_state",
     "chunk_coefficients",
     "titans_update_chunked",
@@ -74,26 +75,33 @@ def init_state(weights: Weights) -> MemoryState:
 # --------------------------------------------------------------------------- checks
 
 
-def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk_size, max_surprise) -> None:
+def check_inputs(memory: Memory, state: MemoryState, chunk_size: int, k: Tensor,
+                 vectors: dict[str, Tensor | None], gates: dict[str, Tensor | None]) -> None:
+    """Raise a clear error unless keys ``k [B, n, d]``, the other ``vectors`` (like k), the
+    ``gates`` (``[B, n]``; ``None`` entries are skipped), ``state`` and ``chunk_size`` fit."""
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
-    if max_surprise is not None and not max_surprise > 0:
-        raise ValueError(f"max_surprise={max_surprise!r} must be > 0 or None")
     if k.dim() != 3:
         raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
     B, n, d = k.shape
     if d != memory.dim:
         raise ValueError(f"k has {d} features but the memory has dim={memory.dim}")
-    for name, x in (("v", v), ("q", q)):
-        if tuple(x.shape) != (B, n, d):
+    for name, x in vectors.items():
+        if x is not None and tuple(x.shape) != (B, n, d):
             raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {(B, n, d)} like k")
-    for name, x in (("theta", theta), ("eta", eta), ("alpha", alpha)):
-        if tuple(x.shape) != (B, n):
+    for name, x in gates.items():
+        if x is not None and tuple(x.shape) != (B, n):
             raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [B, n] = {(B, n)}")
-    for name, ws in (("weights", state.weights), ("momentum", state.momentum), ("anchor", state.anchor)):
-        memory.check_weights(ws, copies=B, name=f"state.{name}")
+    for name in ("weights", "momentum", "anchor"):
+        memory.check_weights(getattr(state, name), copies=B, name=f"state.{name}")
     if state.position < 0:
         raise ValueError(f"state.position={state.position} must be >= 0")
+
+
+def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk_size, max_surprise) -> None:
+    if max_surprise is not None and not max_surprise > 0:
+        raise ValueError(f"max_surprise={max_surprise!r} must be > 0 or None")
+    check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(theta=theta, eta=eta, alpha=alpha))
 
 
 # --------------------------------------------------------------------------- coefficients

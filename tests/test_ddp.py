@@ -17,15 +17,6 @@ pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distribut
 GRAD_KINDS = ("transformer", "lmm")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on busy CI."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """4 rows; rows 0-1 (process 0) score most tokens, rows 2-3 (process 1) few."""
     g = torch.Generator().manual_seed(3)

@@ -27,15 +27,6 @@ from hope_lite.models import (
 KIND_NAMES = ("transformer", "lmm", "mac", "hope", "hope_attention")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on busy CI."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(kind: str, **overrides) -> LanguageModel:
     torch.manual_seed(0)
     return make_model("tiny", kind, **{"vocab_size": 32, **overrides})

@@ -15,15 +15,6 @@ from hope_lite.training.cli import main
 TASK = make_task("mad_in_context_recall", seq_len=24)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on busy CI."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run(kind="transformer", seed=0, **config) -> tuple[torch.nn.Module, History]:
     torch.manual_seed(seed)
     model = make_model("tiny", kind, vocab_size=TASK.vocab_size)

@@ -110,7 +110,8 @@ class NeuralMemoryState:
         return self.memory.position
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """The inverse of the sigmoid: the gate bias that starts a gate at ``p``."""
     return math.log(p / (1 - p))
 
 
@@ -134,9 +135,9 @@ class NeuralMemory(nn.Module):
         with torch.no_grad():
             self.to_gates.weight.mul_(0.1)
             bias = self.to_gates.bias.view(3, h)
-            bias[0].fill_(_logit(config.theta_init / (config.theta_max * (1 - config.eta_init))))
-            bias[1].fill_(_logit(config.eta_init))
-            bias[2].fill_(_logit(config.alpha_init))
+            bias[0].fill_(logit(config.theta_init / (config.theta_max * (1 - config.eta_init))))
+            bias[1].fill_(logit(config.eta_init))
+            bias[2].fill_(logit(config.alpha_init))
 
     def initial_state(self, batch: int, device=None, dtype=None) -> NeuralMemoryState:
         """The learned initial memory for ``batch`` sequences, zero momentum, empty conv cache."""

@@ -42,7 +42,6 @@ D model features.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -52,6 +51,7 @@ from torch import Tensor, nn
 
 from hope_lite.functional import MemoryState, init_state
 from hope_lite.layers.conv import CausalDepthwiseConv
+from hope_lite.layers.neural_memory import logit
 from hope_lite.memory import ResidualMLPMemory
 from hope_lite.rules.dgd import dgd_update_chunked, dgd_update_reference
 from hope_lite.scan import chunk_segments
@@ -133,10 +133,6 @@ class SelfModifyingState:
         return self.memory.position
 
 
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
-
-
 class SelfModifyingTitans(nn.Module):
     """Self-modifying Titans: ``x [b, n, D] -> (out [b, n, D], state)``."""
 
@@ -158,11 +154,11 @@ class SelfModifyingTitans(nn.Module):
         rates = ("eta", "alpha") if config.weight_decay else ("eta",)
         static = [r for r in rates if r not in self.adaptive]
         self.rate_proj = nn.ModuleDict({r: nn.Linear(D, h, bias=False) for r in static})
-        init = {"eta": _logit(config.eta_init / config.eta_max), "alpha": _logit(config.alpha_init)}
+        init = {"eta": logit(config.eta_init / config.eta_max), "alpha": logit(config.alpha_init)}
         self.rate_bias = nn.ParameterDict({r: nn.Parameter(torch.full((h,), init[r]))
                                            for r in rates})
         if config.momentum:
-            self.momentum_logit = nn.Parameter(torch.full((h,), _logit(config.momentum_init)))
+            self.momentum_logit = nn.Parameter(torch.full((h,), logit(config.momentum_init)))
         self.conv = CausalDepthwiseConv(3 * D, config.conv_window)
         self.out_norm = nn.RMSNorm(d)
         self.to_gate = nn.Linear(D, D, bias=False)

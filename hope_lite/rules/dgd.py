@@ -53,31 +53,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hope_lite import trace
-from hope_lite.functional import MemoryState
+from hope_lite.functional import MemoryState, check_inputs
 from hope_lite.scan import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
 
 __all__ = ["dgd_update_chunked", "dgd_update_reference"]
-
-
-def _check(memory: Memory, state: MemoryState, k, v, q, eta, alpha, beta, chunk_size) -> None:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
-    if k.dim() != 3:
-        raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
-    B, n, d = k.shape
-    if d != memory.dim:
-        raise ValueError(f"k has {d} features but the memory has dim={memory.dim}")
-    for name, x in (("v", v), ("q", q)):
-        if x is not None and tuple(x.shape) != (B, n, d):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {(B, n, d)} like k")
-    for name, x in (("eta", eta), ("alpha", alpha), ("beta", beta)):
-        if x is not None and tuple(x.shape) != (B, n):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [B, n] = {(B, n)}")
-    for name in ("weights", "momentum", "anchor"):
-        memory.check_weights(getattr(state, name), copies=B, name=f"state.{name}")
-    if state.position < 0:
-        raise ValueError(f"state.position={state.position} must be >= 0")
 
 
 # --------------------------------------------------------------------------- fast path
@@ -151,7 +131,7 @@ def dgd_update_chunked(
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
     """
-    _check(memory, state, k, v, q, eta, alpha, beta, chunk_size)
+    check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
     n, pos = k.shape[1], state.position
     if n == 0:
         return (q.clone() if q is not None else None), state
@@ -212,7 +192,7 @@ def dgd_update_reference(
 
     Slow and obviously right: the specification that the fast path is tested against.
     """
-    _check(memory, state, k, v, q, eta, alpha, beta, chunk_size)
+    check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
 
     def loss(ws: Weights, k_t: Tensor, target: Tensor) -> Tensor:
         return 0.5 * (memory.forward(ws, k_t) - target).square().sum()  # NL eq 86, halved
