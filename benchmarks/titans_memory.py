@@ -119,7 +119,7 @@ def jobs(args) -> list[dict]:
         todo += [dict(base, impl=i, seq=args.rss_seq, chunk=chunk, repeats=1)
                  for i in ("hope_lite", "hope_lite_lowmem", *peers)]
     todo.append(dict(base, impl="stream", seq=args.stream_tokens, chunk=64, mode="fwd"))
-    for seq in args.seqs:
+    for seq in [] if args.core else args.seqs:
         for chunk in args.chunks:
             for batch in args.batches:
                 for mode in ("fwd", "fwdbwd"):
@@ -175,6 +175,7 @@ def report(rows: list[dict], args) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small grid: seq 1024, b 16/64, batch 1, no peers at long seq")
+    p.add_argument("--core", action="store_true", help="only the comparisons, peak RSS and the stream (no grid)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--stream-tokens", type=int, default=1_000_000)
