@@ -48,7 +48,7 @@ def test_runs_with_ci_parameters(path):
     out = ROOT / "build" / "papermill" / path.name
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(path), str(out), parameters=CI_PARAMETERS, kernel_name="python3",
-                               cwd=str(path.parent), progress_bar=False)
+                               cwd=str(path.parent), progress_bar=False, execution_timeout=300)
     executed = nbformat.read(out, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "FAST = True" in injected[0].source

@@ -18,6 +18,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 GOLDEN = "# NBVAL_CHECK_OUTPUT"
+CELL_TIMEOUT = 300  # seconds; a stalled cell fails instead of hanging the run
 
 
 def is_golden(cell) -> bool:
@@ -33,6 +34,7 @@ def strip(nb) -> None:
             if not is_golden(cell):
                 cell.outputs, cell.execution_count = [], None
     nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)  # saved widget state: large, and stale once outputs are gone
 
 
 def execute(path: Path, out: Path, parameters: dict | None = None) -> None:
@@ -40,7 +42,7 @@ def execute(path: Path, out: Path, parameters: dict | None = None) -> None:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(path), str(out), parameters=parameters or {}, kernel_name="python3",
-                               cwd=str(path.parent), progress_bar=False)
+                               cwd=str(path.parent), progress_bar=False, execution_timeout=CELL_TIMEOUT)
 
 
 def main(argv: list[str] | None = None) -> None:

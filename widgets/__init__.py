@@ -5,7 +5,8 @@ returns a ``plotly.graph_objects.Figure`` (static frames + slider where animated
 exports to HTML and reads without a kernel).
 """
 
+from widgets.controls import try_it
 from widgets.memory import snapshot_animation, timeline_figure
 from widgets.style import COLORS
 
-__all__ = ["COLORS", "snapshot_animation", "timeline_figure"]
+__all__ = ["COLORS", "snapshot_animation", "timeline_figure", "try_it"]
