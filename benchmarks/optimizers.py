@@ -23,8 +23,10 @@ AdamW measured in the same process; the fastest run of each is printed too (on a
 the median can carry other jobs' load; the load average before and after each model is saved).
 Results go to ``benchmarks/results/optimizers.json``.
 
-Run time: ~2 minutes on two idle cores; the HopeLM ``train`` timing is most of it, and on a loaded
-machine two threads can be many times slower (``--timings step`` skips the train timing).
+Run time: ~1-2 minutes (2 threads; the HopeLM ``train`` timing is most of it). On a loaded
+machine two threads can be many times slower, and their medians swung 3-10x between the two
+phases on a shared 2-core box (step-only slower than train); ``--threads 1`` gave stable numbers
+there. ``--timings step`` skips the train timing.
 """
 
 from __future__ import annotations

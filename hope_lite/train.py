@@ -120,6 +120,11 @@ class History:
     eval_accuracy: list[float] = field(default_factory=list)  # argmax == target, scored tokens
 
 
+def logits_of(out: Any) -> Tensor:
+    """The logits of a model's output: ``(logits, state)`` or bare logits."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 class LogitsOnly(nn.Module):
     """``tokens -> logits`` of a model that returns ``(logits, state)``: what DDP and compile wrap."""
 
@@ -128,7 +133,7 @@ class LogitsOnly(nn.Module):
         self.model = model
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return self.model(tokens)[0]
+        return logits_of(self.model(tokens))
 
 
 def batch_loss(
@@ -140,9 +145,7 @@ def batch_loss(
     gradient average equals the gradient of the global token mean (``training.distributed``).
     """
     scored = all_reduce_sum((targets != IGNORE_INDEX).sum())
-    out = net(inputs)
-    logits = out[0] if isinstance(out, tuple) else out
-    logits = at_least_float32(logits).flatten(0, 1)  # [b*n, V]
+    logits = at_least_float32(logits_of(net(inputs))).flatten(0, 1)  # [b*n, V]
     ce = F.cross_entropy(logits, targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     loss = ce * world_size() / scored.clamp(min=1)
     return loss, all_reduce_sum(ce.detach()), scored
@@ -166,7 +169,7 @@ def evaluate(
     for inputs, targets in batches:
         inputs, targets = shard(inputs).to(device), shard(targets).to(device)
         with _autocast(device, amp):
-            logits = at_least_float32(model(inputs)[0])
+            logits = at_least_float32(logits_of(model(inputs)))
         mask = targets != IGNORE_INDEX
         ce = F.cross_entropy(
             logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"

@@ -128,3 +128,18 @@ def test_cli_trains_and_writes_history(tmp_path, capsys):
     history = json.loads(out.read_text())
     assert history["step"] == [1, 2] and len(history["eval_loss"]) == 1
     assert "lmm tiny on parity: 2 steps" in capsys.readouterr().out
+
+
+def test_a_model_returning_bare_logits_is_scored_on_every_row():
+    from hope_lite.train import evaluate
+
+    class Bare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = torch.nn.Embedding(8, 8)
+
+        def forward(self, tokens):
+            return self.table(tokens)  # [b, n, V], no state
+
+    batch = (torch.randint(0, 8, (3, 5)), torch.randint(0, 8, (3, 5)))
+    assert evaluate(Bare(), [batch])["tokens"] == 15
