@@ -205,12 +205,14 @@ def main() -> None:
     from tqdm import tqdm
 
     rows = []
-    for job in tqdm(jobs(args), desc="benchmark", unit="config"):
-        rows.append(run_in_subprocess(job, args.timeout))
-    lines = report(rows, args)
-    print("\n".join(lines))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(cpu_count=os.cpu_count(), python=sys.version.split()[0], quick=args.quick)
+    for job in tqdm(jobs(args), desc="benchmark", unit="config"):
+        rows.append(run_in_subprocess(job, args.timeout))
+        tqdm.write(report(rows[-1:], args)[1])  # each row as it lands; the JSON too, so nothing is lost
+        args.out.write_text(json.dumps(dict(meta=meta, rows=rows), indent=2))
+    lines = report(rows, args)
+    print("\n".join(lines))
     args.out.write_text(json.dumps(dict(meta=meta, rows=rows, summary=lines), indent=2))
     print(f"\nwrote {args.out}")
 
