@@ -73,6 +73,16 @@ def check_exact() -> dict:
     return dict(check="chunked == reference on cuda (float64)", ok=gap < 1e-10, output=gap)
 
 
+def median_seconds(step, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``step`` (which synchronises the GPU itself)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def throughput(seq: int, mode: str, repeats: int = 5) -> dict:
     torch.manual_seed(0)
     layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=16 if seq > 100_000 else 0).cuda()
@@ -89,12 +99,7 @@ def throughput(seq: int, mode: str, repeats: int = 5) -> dict:
 
     step()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = median_seconds(step, repeats)
     return dict(seq=seq, mode=mode, tokens_per_s=seq / median, median_s=median,
                 peak_gpu_mb=torch.cuda.max_memory_allocated() / 2**20)
 
@@ -126,12 +131,7 @@ def model_throughput(kind: str, batch: int = 4, seq: int = 2048, repeats: int = 
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = median_seconds(step, repeats)
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     return dict(kind=kind, tokens_per_s=batch * seq / median, tflops=flops / median / 1e12,
