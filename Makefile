@@ -10,7 +10,7 @@ KERNEL := hope-lite
 TORCH_CPU ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: course test install kernel bench clean
+.PHONY: course test install kernel browser book bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,19 @@ kernel: install
 course: kernel
 	$(BIN)/jupyter lab --ip=127.0.0.1 notebooks/00_start_here.ipynb
 
-test: kernel
+test: kernel browser
 	$(BIN)/python -m pytest
+
+# Debian's headless Chromium for tests/test_browser.py (playwright drives it; no browser download)
+browser:
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium already installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "no chromium and no root apt-get: tests/test_browser.py will skip"; fi
+
+# run every notebook with papermill into build/notebooks/ and export HTML (read the course without a kernel)
+book: kernel
+	$(BIN)/python tools/notebooks.py build
 
 bench: install
 	$(BIN)/python benchmarks/titans_memory.py

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import torch
 from torch import Tensor
 
 _ACTIVE: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("recorder", default=None)

@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+# tests/browser/views.ipynb is driven in a real browser by test_browser.py; nbval must not also run it
+collect_ignore_glob = ["browser/*.ipynb"]
 
 torch.set_num_threads(1)  # tiny test sizes: one thread avoids OpenMP overhead on a shared machine
 

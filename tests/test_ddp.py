@@ -78,3 +78,15 @@ def test_shard_needs_a_divisible_batch():
     assert shard(torch.arange(6), 1, 2).tolist() == [3, 4, 5]
     with pytest.raises(ValueError, match="batch size 5 is not divisible by world_size=2"):
         shard(torch.arange(5), 0, 2)
+
+
+def test_auto_device_refuses_more_local_ranks_than_gpus(monkeypatch):
+    from hope_lite.training.distributed import local_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert local_device("auto") == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match="LOCAL_RANK=1 but only 1 GPU"):
+        local_device("auto")

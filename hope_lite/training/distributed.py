@@ -52,11 +52,19 @@ def free_port() -> int:
 
 
 def local_device(device: str = "auto") -> torch.device:
-    """``"auto"``: this process's GPU (``cuda:LOCAL_RANK``) if there is one, else the CPU."""
+    """``"auto"``: this process's GPU (``cuda:LOCAL_RANK``) if there is one, else the CPU.
+
+    More processes than GPUs on one machine is an error under ``"auto"`` (ranks would share or
+    miss a GPU); choose ``"cpu"`` for that.
+    """
     if device == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        local = int(os.environ.get("LOCAL_RANK", rank() % max(torch.cuda.device_count(), 1)))
+        gpus = torch.cuda.device_count()
+        local = int(os.environ.get("LOCAL_RANK", rank() % gpus))
+        if local >= gpus:
+            raise ValueError(f"device='auto': LOCAL_RANK={local} but only {gpus} GPU(s) are visible; "
+                             f"launch at most {gpus} processes per machine or pass device='cpu'")
         return torch.device("cuda", local)
     return torch.device(device)
 

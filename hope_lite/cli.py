@@ -1,0 +1,134 @@
+"""``hope-lite`` (or ``python -m hope_lite``): list, show and run the reproduction experiments.
+
+    hope-lite list                                   names, summaries, the keys --set accepts
+    hope-lite show mad                               presets side by side, choices, cells
+    hope-lite run mad [--preset quick|full|test] [--set KEY=VALUE ...] [--seeds 0 1 2]
+                      [--device cpu|cuda|auto] [--out runs] [--name NAME] [--fresh] [--no-progress] [--threads 1]
+    hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh]
+
+``--seeds`` takes the seed list itself: ``--seeds 0 1 2`` runs three seeds, ``--seeds 3`` runs one
+(seed 3). ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
+A run writes ``OUT/NAME`` (default ``runs/EXPERIMENT-PRESET``); rerunning the same command resumes
+it (see :mod:`hope_lite.experiments.runner`). A mistake in what was asked for (a name, key, value,
+preset or device) ends with exit code 2 and one line on stderr; an interrupt ends with 130; a
+suite in which an experiment failed ends with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from hope_lite.experiments.config import UsageError, parse_assignments
+from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
+from hope_lite.experiments.report import fmt
+from hope_lite.experiments.runner import RunResult, run_experiment
+from hope_lite.experiments.suite import run_suite
+from hope_lite.experiments.spec import SIZES_TOO_SMALL
+
+PROG = "hope-lite"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of :func:`main`."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("list", help="the experiments, their summaries and keys")
+    show = commands.add_parser("show", help="an experiment's presets side by side")
+    show.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    run = commands.add_parser("run", help="run (or resume) one experiment")
+    run.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}, or package.module:ATTR")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="change a preset value (repeatable; lists comma-separated)")  # fmt: skip
+    run.add_argument("--name", default=None, help="run directory under --out (EXPERIMENT-PRESET)")
+    suite = commands.add_parser("suite", help="run every experiment; summary with all claims")
+    for sub in (run, suite):
+        sub.add_argument(
+            "--preset", default="quick", help="quick (CPU minutes), full (GPU) or test"
+        )
+        sub.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
+                         help="the seeds to run, e.g. --seeds 0 1 2 (default: 0)")  # fmt: skip
+        sub.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+        sub.add_argument("--out", default="runs", help="the folder of run directories (runs)")
+        sub.add_argument("--fresh", action="store_true", help="delete earlier results; start over")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        sub.add_argument("--threads", type=int, default=1,
+                         help="torch CPU threads (default 1: the toy models gain nothing from more)")
+    return p
+
+
+def _list() -> None:
+    for name in EXPERIMENTS:
+        try:
+            experiment = get_experiment(name)
+        except Exception as error:  # noqa: BLE001 - a listing shows what does not load, and goes on
+            print(f"{name:<12} (not available: {error})")
+            continue
+        print(f"{name:<12} {experiment.summary}")
+        print(f"{'':<12} keys: {', '.join(experiment.presets['quick'])}")
+
+
+def _show(name: str) -> None:
+    experiment = get_experiment(name)
+    presets = list(experiment.presets)
+    print(f"{experiment.name}: {experiment.summary}\n")
+    rows = [["key", *presets]] + [
+        [key, *(repr(experiment.presets[p][key]) for p in presets)]
+        for key in experiment.presets["quick"]
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    for key, allowed in experiment.choices.items():
+        print(f"\n{key} choices: {', '.join(map(repr, allowed))}", end="")
+    print()
+    for preset in presets:
+        print(f"cells ({preset}): {', '.join(experiment.cells(experiment.presets[preset]))}")
+
+
+def _print_result(result: RunResult) -> None:
+    seeds = " ".join(map(str, result.seeds))
+    print(f"{result.experiment} ({result.preset}), seeds {seeds}, device {result.device}")
+    for cell, metrics in result.means.items():
+        values = ", ".join(
+            f"{m} {fmt(v)} \u00b1 {fmt(result.stds[cell][m])}" for m, v in metrics.items()
+        )
+        print(f"  {cell}: {values}")
+    for c in result.claims:
+        print(f"  [{c.verdict}] ours {fmt(c.ours)} vs paper {fmt(c.paper)}: {c.claim} ({c.source})")
+    if result.preset == "test":
+        print(f"  note: {SIZES_TOO_SMALL}")
+    print(f"report: {result.paths['report']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        elif args.command == "show":
+            _show(args.experiment)
+        elif args.command == "run":
+            _print_result(run_experiment(
+                args.experiment, args.preset, parse_assignments(args.overrides), args.seeds,
+                args.device, args.out, args.name, not args.no_progress, args.fresh, args.threads,
+            ))  # fmt: skip
+        else:
+            summary = run_suite(args.preset, args.seeds, args.device, args.out, args.fresh,
+                                not args.no_progress, args.threads)  # fmt: skip
+            where = f"{args.out}/suite-{args.preset}/summary.html"
+            print(f"summary: {where}; verdicts {summary['verdicts']}")
+            if summary["failed"]:
+                print(f"{PROG}: failed: {', '.join(summary['failed'])}", file=sys.stderr)
+                return 1
+    except UsageError as error:
+        p.exit(2, f"{PROG}: error: {error}\n")
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

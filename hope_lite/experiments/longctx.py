@@ -1,0 +1,88 @@
+"""What the long-context and continual experiments (``niah``, ``babilong``, ``continual``) share.
+
+- :func:`build` / :func:`fit` / :func:`finite`: from ``_fit`` (a seeded ``make_model``;
+  :func:`hope_lite.train.train` with AdamW, 10 % warmup, cosine, clip 1, no weight decay).
+- :func:`scored`: run rows through a model and keep only the scored positions. A model whose
+  layers stream (HOPE, Titans LMM / MAC: ``model(piece, state)``) reads the row in pieces of
+  ``piece_len`` tokens, threading its state, so memory is O(batch x piece) whatever the length;
+  an attention model (transformer, Hope-Attention: no KV cache) reads each row in one call.
+- :func:`row_accuracy` / :func:`token_accuracy`: % of rows with every scored token right (greedy
+  decoding of the whole answer, since targets are teacher-forced) and % of scored tokens right.
+
+Index letters: B rows, K scored positions, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from hope_lite.experiments._fit import build, finite
+from hope_lite.experiments._fit import train_steps as fit
+from hope_lite.models import KINDS
+from hope_lite.tasks.base import IGNORE_INDEX, Batch
+
+__all__ = ["build", "fit", "finite", "row_accuracy", "scored", "streams", "token_accuracy"]
+
+
+def streams(kind: str) -> bool:
+    """Does ``make_model(size, kind)`` carry a state between calls (no attention mixer)?"""
+    return KINDS[kind][1].get("mixer") != "attention"
+
+
+@torch.no_grad()
+def scored(model: nn.Module, rows: Iterable[Iterator[Batch] | Batch], device: torch.device,
+           stream: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(logits [K, V], targets [K], row [K])`` at the scored positions, row-major (row, column).
+
+    ``rows`` yields, per group of rows, either a whole :class:`Batch` or an iterator of pieces
+    (consecutive column ranges of the same rows). With ``stream`` the pieces are read one after
+    the other with the model's state; without it a group must be one piece (one call). Row
+    indices count across groups. The model runs in its own dtype, without autocast; the logits
+    come back as float32 on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    logits_out, targets_out, rows_out, cols_out, offset = [], [], [], [], 0
+    for group in rows:
+        pieces = [group] if isinstance(group, Batch) else group
+        state, count, column = None, 0, 0
+        for x, y in pieces:
+            if column and (not stream or state is None):  # a stateless model would restart
+                raise ValueError("a model that does not stream must read each row in one piece")
+            count = x.shape[0]
+            x, y = x.to(device), y.to(device)
+            logits, state = model(x, state) if stream else model(x)
+            mask = y != IGNORE_INDEX  # [B, n]
+            where = mask.nonzero().cpu()  # [k, 2] (row, column in this piece)
+            logits_out.append(logits[mask].float().cpu())
+            targets_out.append(y[mask].cpu())
+            rows_out.append(offset + where[:, 0])
+            cols_out.append(column + where[:, 1])
+            column += x.shape[1]
+        offset += count
+    model.train(was_training)
+    rows_, cols = torch.cat(rows_out), torch.cat(cols_out)
+    order = torch.argsort(rows_ * (int(cols.max()) + 1 if cols.numel() else 1) + cols)  # row-major
+    return torch.cat(logits_out)[order], torch.cat(targets_out)[order], rows_[order]
+
+
+def row_accuracy(logits: Tensor, targets: Tensor, rows: Tensor) -> float:
+    """% of rows whose every scored token is the argmax (0 rows: NaN)."""
+    wrong = (logits.argmax(-1) != targets).long()
+    n = int(rows.max()) + 1 if rows.numel() else 0
+    if n == 0:
+        return math.nan
+    bad = torch.zeros(n, dtype=torch.long).index_add_(0, rows, wrong)
+    seen = torch.zeros(n, dtype=torch.long).index_add_(0, rows, torch.ones_like(rows))
+    return 100.0 * float(((bad == 0) & (seen > 0)).sum()) / float((seen > 0).sum())
+
+
+def token_accuracy(logits: Tensor, targets: Tensor) -> float:
+    """% of scored tokens whose argmax is the target."""
+    if not targets.numel():
+        return math.nan
+    return 100.0 * float((logits.argmax(-1) == targets).float().mean())

@@ -1,0 +1,106 @@
+"""What a reproduction experiment is: the contract between experiment modules and the runner.
+
+An experiment module (``hope_lite/experiments/<name>.py``) defines one :class:`Experiment`
+named ``EXPERIMENT``. The runner (``python -m hope_lite run NAME``) expands a preset, applies
+``--set key=value`` overrides, and calls ``run_cell(config, cell, seed, device)`` once per
+(cell, seed), saving each result as it lands, so an interrupted run resumes where it stopped.
+It then averages over seeds and asks ``verdicts`` to set our numbers beside the paper's.
+
+Index words: a *cell* is one independently runnable unit (usually one model, sometimes one
+model x setting); a *metric* is one number a cell reports (accuracy in %, loss in nats, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+import torch
+
+Verdict = Literal["reproduced", "partly", "not at this scale"]
+VERDICTS: tuple[str, ...] = ("reproduced", "partly", "not at this scale")
+
+SIZES_TOO_SMALL = ("the 'test' preset runs sizes chosen for speed (seconds per cell): its verdicts exercise the "
+                   "code and say nothing about the paper; use 'quick' or 'full'")
+MAX_CHARTED = 12  # bar charts in one report; more metrics than this are listed in its table only
+
+# metrics[cell][metric] -> mean over seeds (or the single value)
+Means = Mapping[str, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One paper claim set beside our measurement.
+
+    Attributes:
+        claim: the claim in words ("HOPE reaches 100 % on parity").
+        source: where the paper states it ("NL Table 5").
+        paper: the paper's number (or ``None`` for a qualitative claim).
+        ours: our number on the same scale (or ``None`` if it could not be measured).
+        verdict: computed from the data, one of :data:`VERDICTS`.
+        note: how the verdict was decided (the threshold, the comparison).
+    """
+
+    claim: str
+    source: str
+    paper: float | None
+    ours: float | None
+    verdict: Verdict
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict={self.verdict!r} is not one of {VERDICTS}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A reproduction experiment.
+
+    Attributes:
+        name: the CLI name (``formal``, ``mad``, ...).
+        summary: one line for ``hope-lite list``.
+        presets: ``{"quick": {...}, "full": {...}, "test": {...}}``; every preset has the same keys,
+            and those keys are the only ones ``--set`` accepts. "quick" fits 2 CPU cores in about
+            2 minutes, "full" one GPU, "test" seconds (for the test suite).
+        cells: the cells a config runs, in order.
+        run_cell: ``(config, cell, seed, device) -> {metric: value}``; deterministic given seed.
+        verdicts: ``(means) -> [Claim, ...]`` where ``means[cell][metric]`` is the seed mean.
+        paper: ``{cell: {metric: paper value}}`` for the table beside ours (same units as ours).
+        choices: ``{key: allowed values}`` for keys with a closed set of values (checked on --set).
+        units: ``{metric: unit}`` for axis labels and tables ("accuracy %", "nats"); a metric not
+            listed is labelled by its name alone.
+        charted: the metrics the report draws as bar charts (all measured ones if empty or if none
+            of these was measured; at most
+            :data:`MAX_CHARTED` either way, the rest stay in the table).
+    """
+
+    name: str
+    summary: str
+    presets: Mapping[str, Mapping[str, Any]]
+    cells: Callable[[Mapping[str, Any]], list[str]]
+    run_cell: Callable[[Mapping[str, Any], str, int, torch.device], dict[str, float]]
+    verdicts: Callable[[Means], list[Claim]]
+    paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
+    charted: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        keys = {name: set(preset) for name, preset in self.presets.items()}
+        for name in ("quick", "full", "test"):
+            if name not in keys:
+                raise ValueError(f"experiment {self.name!r} lacks the {name!r} preset")
+        first = keys["quick"]
+        for name, k in keys.items():
+            if k != first:
+                raise ValueError(f"experiment {self.name!r}: preset {name!r} keys {sorted(k ^ first)} differ from 'quick'")
+
+
+def by_threshold(ours: float | None, paper: float, partly: float) -> Verdict:
+    """Reproduced if ``ours >= paper`` (within 1 point), partly if ``ours >= partly``, else not."""
+    if ours is None:
+        return "not at this scale"
+    if ours >= paper - 1.0:
+        return "reproduced"
+    return "partly" if ours >= partly else "not at this scale"
