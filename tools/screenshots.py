@@ -14,7 +14,7 @@ Pages 09 and 10 start tiny ``test``-preset runs of ``hope_lite.experiments.run_e
 ``build/screenshots_runs/`` (started fresh every time; their verdicts exercise the code, not the paper,
 and the pictures say so).
 
-A PNG above 150 KB is re-encoded with a 256-colour palette (numpy + zlib). One thread, about 30 s on
+A PNG above 150 KB is flagged in the printed sizes. One thread, about 30 s on
 two CPU cores. Needs the ``test`` extras (playwright) and chromium (``make browser``) for the PNGs.
 """
 
@@ -26,7 +26,6 @@ import os
 import shutil
 import sys
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -43,7 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 WIDTH, HEIGHT = 900, 520  # px of every picture
-MAX_BYTES = 150_000  # a PNG above this is re-encoded with a colour palette
+MAX_BYTES = 150_000  # a PNG larger than this is reported (keep the repository light)
 HTML_DIR = ROOT / "build" / "screenshots_html"
 RUNS_DIR = ROOT / "build" / "screenshots_runs"
 SEED = 0
@@ -476,86 +475,6 @@ def chromium_path() -> str | None:
     return None
 
 
-# A PNG above MAX_BYTES is re-encoded here with a palette (numpy + zlib: no imaging library needed).
-
-
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    p = a + b - c
-    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-
-
-def _read_png(data: bytes) -> np.ndarray:
-    """Decode an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes) to ``[h, w, 3]`` uint8."""
-    pos, chunks, head = 8, [], None
-    while pos < len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            head = body
-        elif kind == b"IDAT":
-            chunks.append(body)
-        pos += 12 + length
-    w, h = int.from_bytes(head[0:4], "big"), int.from_bytes(head[4:8], "big")
-    depth, color, interlace = head[8], head[9], head[12]
-    if depth != 8 or color not in (2, 6) or interlace:
-        raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {color}, interlace {interlace})")
-    bpp = 3 if color == 2 else 4
-    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), dtype=np.uint8).reshape(h, 1 + w * bpp)
-    out = np.zeros((h, w * bpp), dtype=np.int32)
-    prev = np.zeros(w * bpp, dtype=np.int32)
-    for y in range(h):
-        f, line = raw[y, 0], raw[y, 1:].astype(np.int32)
-        if f == 0:
-            cur = line
-        elif f == 2:
-            cur = (line + prev) & 255
-        else:  # sub, average, paeth depend on the pixel to the left: one pass per pixel column
-            cur = np.zeros_like(line)
-            for x in range(0, w * bpp, bpp):
-                left = cur[x - bpp : x] if x else np.zeros(bpp, dtype=np.int32)
-                up, ul = prev[x : x + bpp], (prev[x - bpp : x] if x else np.zeros(bpp, dtype=np.int32))
-                pred = {1: left, 3: (left + up) // 2, 4: _paeth(left, up, ul)}[int(f)]
-                cur[x : x + bpp] = (line[x : x + bpp] + pred) & 255
-        out[y], prev = cur, cur
-    return out.reshape(h, w, bpp)[:, :, :3].astype(np.uint8)
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-
-def _palette_png(index: np.ndarray, palette: np.ndarray) -> bytes:
-    """``[h, w]`` indices into ``palette [p, 3]`` as an 8-bit palette PNG (unfiltered lines, zlib level 9)."""
-    h, w = index.shape
-    raw = np.concatenate([np.zeros((h, 1), dtype=np.uint8), index.astype(np.uint8)], 1).tobytes()
-    head = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([8, 3, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", head) + _chunk(b"PLTE", palette.astype(np.uint8).tobytes())
-            + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
-
-
-def palette_rgb(rgb: np.ndarray, colours: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices [h, w], palette [p, 3])``: the most frequent colours kept, the rest mapped to the nearest."""
-    h, w, _ = rgb.shape
-    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    values, inverse, freq = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
-    keep = np.argsort(-freq)[:colours]
-    palette = np.stack([(values[keep] >> s) & 255 for s in (16, 8, 0)], 1).astype(np.int32)  # [p, 3]
-    every = np.stack([(values >> s) & 255 for s in (16, 8, 0)], 1).astype(np.int32)  # [u, 3]
-    nearest = np.empty(len(values), dtype=np.uint8)
-    for start in range(0, len(values), 4096):  # nearest palette colour of every distinct colour
-        block = every[start : start + 4096]
-        nearest[start : start + 4096] = ((block[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1)
-    return nearest[inverse.reshape(-1)].reshape(h, w), palette
-
-
-def shrink_png(data: bytes, limit: int = MAX_BYTES) -> bytes:
-    """``data`` as it is, or re-encoded as an 8-bit palette PNG when above ``limit`` bytes."""
-    if len(data) <= limit:
-        return data
-    return _palette_png(*palette_rgb(_read_png(data)))
-
-
 def screenshot(pages: list[tuple[Path, Path]]) -> None:
     """Open every HTML page in headless Chromium and save its ``WIDTH x HEIGHT`` PNG."""
     from playwright.sync_api import sync_playwright
@@ -574,7 +493,7 @@ def screenshot(pages: list[tuple[Path, Path]]) -> None:
                                        " return g && g._fullLayout && g.querySelector('.main-svg'); }", timeout=30_000)
                 page.wait_for_timeout(150)  # heatmaps are drawn to an image after the first paint
                 data = page.screenshot(clip={"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT})
-                png.write_bytes(shrink_png(data))
+                png.write_bytes(data)
         finally:
             browser.close()
 
@@ -602,7 +521,9 @@ def main(argv: list[str] | None = None) -> None:
         screenshot(pages)
         print(f"{len(pages)} screenshots in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         for _, png in pages:
-            print(f"  {png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}: {png.stat().st_size / 1000:.0f} KB",
+            size = png.stat().st_size
+            warn = f"  (over {MAX_BYTES // 1000} KB: shrink the figure)" if size > MAX_BYTES else ""
+            print(f"  {png.relative_to(ROOT) if png.is_relative_to(ROOT) else png}: {size / 1000:.0f} KB{warn}",
                   file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
