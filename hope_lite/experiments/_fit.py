@@ -24,6 +24,7 @@ from hope_lite.train import History, TrainConfig, evaluate, train
 MODELS = ("hope", "transformer", "titans")  # cell names; "titans" is config["titans_kind"]
 TITANS_KINDS = ("lmm", "mac")
 SIZES = ("tiny", "small")
+MODEL_CHOICES = {"size": SIZES, "titans_kind": TITANS_KINDS, "models": MODELS}  # Experiment.choices of model keys
 
 
 def kind_of(model: str, config: Mapping[str, Any]) -> str:

@@ -46,13 +46,14 @@ import statistics
 
 import torch
 
+from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
-from hope_lite.experiments.longctx import build, finite, fit, row_accuracy, scored, streams
+from hope_lite.experiments.longctx import finite, row_accuracy, scored, streams, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment
 from hope_lite.tasks import BabiLong
 from hope_lite.tasks.base import Batch
 
-MODELS = ("hope", "transformer", "titans", "hope_attention")  # "titans": config["titans_kind"]
+MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 LEARNED = 50.0  # % at the shortest length for a model to count as having learned the task
 
 _COMMON = dict(size="tiny", titans_kind="lmm", hops=(1, 2), num_people=4, num_locations=6,
@@ -107,14 +108,11 @@ def evaluate_cell(model, task: BabiLong, config, device, stream: bool) -> float:
 
 
 def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, float]:
-    hops, H = config["hops"], len(config["hops"])
+    hops = config["hops"]
     train_tasks = [_task(config, h, config["train_len"], seed) for h in hops]
-    kind = config["titans_kind"] if cell == "titans" else cell
-    model = build(config["size"], kind, train_tasks[0].vocab_size, seed).to(device)
-    history = fit(model, lambda s: train_tasks[s % H].batch(config["batch"], "train", s),
-                  steps=config["steps"], batch=config["batch"], lr=config["lr"], seed=seed,
-                  device=device)  # fmt: skip
-    metrics = {"train_loss": statistics.fmean(history.loss[-max(1, config["steps"] // 10):])}
+    model, train_loss = train_on_mix(config, cell, train_tasks, seed, device)
+    metrics = {"train_loss": train_loss}
+    kind = _fit.kind_of(cell, config)
     stream = streams(kind)
     for n in config["lengths"]:
         if stream or n <= config["attention_max_len"]:  # else absent: no KV cache to stream with
@@ -177,8 +175,7 @@ EXPERIMENT = Experiment(
     run_cell=run_cell,
     verdicts=verdicts,
     paper={},
-    choices={"models": MODELS, "titans_kind": ("lmm", "mac"), "hops": (1, 2),
-             "size": ("tiny", "small")},
+    choices={"models": MODELS, "titans_kind": _fit.TITANS_KINDS, "size": _fit.SIZES, "hops": (1, 2)},
     units=UNITS,
     charted=CHARTED,
 )

@@ -54,6 +54,7 @@ import math
 
 import torch
 
+from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import build, finite
 from hope_lite.experiments.spec import Claim, Experiment
@@ -215,7 +216,7 @@ EXPERIMENT = Experiment(
     run_cell=run_cell,
     verdicts=verdicts,
     paper={},
-    choices={"models": MODELS, "size": ("tiny", "small")},
+    choices={"models": MODELS, "size": _fit.SIZES},
     units={**{k: "token accuracy %" for k in ("acc_A_final", "acc_B_final", "acc_A_peak",
                                              "acc_A_during_B")}, "forgetting_A": "points"},
     charted=("acc_A_final", "acc_B_final", "acc_A_peak", "forgetting_A", "acc_A_during_B"),

@@ -145,6 +145,5 @@ EXPERIMENT = Experiment(
     run_cell=run_cell,
     verdicts=verdicts,
     paper=PAPER,
-    choices={"size": _fit.SIZES, "titans_kind": _fit.TITANS_KINDS, "models": _fit.MODELS,
-             "languages": tuple(LANGUAGES)},  # a list value: each item is checked
+    choices={**_fit.MODEL_CHOICES, "languages": tuple(LANGUAGES)},  # a list value: each item is checked
 )

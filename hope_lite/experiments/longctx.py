@@ -2,6 +2,7 @@
 
 - :func:`build` / :func:`fit` / :func:`finite`: from ``_fit`` (a seeded ``make_model``;
   :func:`hope_lite.train.train` with AdamW, 10 % warmup, cosine, clip 1, no weight decay).
+- :func:`train_on_mix`: one model per cell, trained on a round-robin mix of task variants.
 - :func:`scored`: run rows through a model and keep only the scored positions. A model whose
   layers stream (HOPE, Titans LMM / MAC: ``model(piece, state)``) reads the row in pieces of
   ``piece_len`` tokens, threading its state, so memory is O(batch x piece) whatever the length;
@@ -15,22 +16,39 @@ Index letters: B rows, K scored positions, V vocabulary.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+import statistics
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from hope_lite.experiments import _fit
 from hope_lite.experiments._fit import build, finite
 from hope_lite.experiments._fit import train_steps as fit
 from hope_lite.models import KINDS
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
 
-__all__ = ["build", "fit", "finite", "row_accuracy", "scored", "streams", "token_accuracy"]
+__all__ = ["build", "fit", "finite", "row_accuracy", "scored", "streams", "token_accuracy", "train_on_mix"]
 
 
 def streams(kind: str) -> bool:
     """Does ``make_model(size, kind)`` carry a state between calls (no attention mixer)?"""
     return KINDS[kind][1].get("mixer") != "attention"
+
+
+def train_on_mix(config: Mapping[str, Any], cell: str, tasks: Sequence[Any], seed: int,
+                 device: torch.device) -> tuple[nn.Module, float]:
+    """Build the cell's model and train it on ``tasks`` in turn (step s reads ``tasks[s % T]``).
+
+    Returns the model and its train loss (mean over the last 10 % of steps). Config keys: size,
+    titans_kind, steps, batch, lr.
+    """
+    kind = _fit.kind_of(cell, config)
+    model = build(config["size"], kind, tasks[0].vocab_size, seed).to(device)
+    history = fit(model, lambda s: tasks[s % len(tasks)].batch(config["batch"], "train", s),
+                  steps=config["steps"], batch=config["batch"], lr=config["lr"], seed=seed,
+                  device=device)  # fmt: skip
+    return model, statistics.fmean(history.loss[-max(1, config["steps"] // 10):])
 
 
 @torch.no_grad()

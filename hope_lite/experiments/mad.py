@@ -171,6 +171,5 @@ EXPERIMENT = Experiment(
     run_cell=run_cell,
     verdicts=verdicts,
     paper=PAPER,
-    choices={"size": _fit.SIZES, "titans_kind": _fit.TITANS_KINDS, "models": _fit.MODELS,
-             "tasks": TASKS},  # a list value: each item is checked
+    choices={**_fit.MODEL_CHOICES, "tasks": TASKS},  # a list value: each item is checked
 )

@@ -60,12 +60,13 @@ import statistics
 
 import torch
 
+from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
-from hope_lite.experiments.longctx import build, finite, fit, row_accuracy, scored, streams
+from hope_lite.experiments.longctx import finite, row_accuracy, scored, streams, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import VARIANTS, Niah
 
-MODELS = ("hope", "transformer", "titans", "hope_attention")  # "titans": config["titans_kind"]
+MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 
 _COMMON = dict(size="tiny", titans_kind="lmm", num_keys=16, num_words=64, batch=16, lr=3e-3)
 PRESETS = {
@@ -142,15 +143,11 @@ def evaluate_cell(model, task: Niah, config, device, stream: bool) -> float:
 
 
 def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, float]:
-    variants, V = config["variants"], len(config["variants"])
+    variants = config["variants"]
     train_tasks = [_task(config, v, config["train_len"], seed) for v in variants]
-    kind = config["titans_kind"] if cell == "titans" else cell
-    model = build(config["size"], kind, train_tasks[0].vocab_size, seed).to(device)
-    history = fit(model, lambda s: train_tasks[s % V].batch(config["batch"], "train", s),
-                  steps=config["steps"], batch=config["batch"], lr=config["lr"], seed=seed,
-                  device=device)  # fmt: skip
-    tail = max(1, config["steps"] // 10)
-    metrics = {"train_loss": statistics.fmean(history.loss[-tail:])}
+    model, train_loss = train_on_mix(config, cell, train_tasks, seed, device)
+    metrics = {"train_loss": train_loss}
+    kind = _fit.kind_of(cell, config)
     stream = streams(kind)
     for n in config["lengths"]:
         if not stream and n > config["attention_max_len"]:
@@ -243,8 +240,7 @@ EXPERIMENT = Experiment(
     run_cell=run_cell,
     verdicts=verdicts,
     paper=PAPER,
-    choices={"models": MODELS, "titans_kind": ("lmm", "mac"), "variants": tuple(VARIANTS),
-             "size": ("tiny", "small")},
+    choices={"models": MODELS, "titans_kind": _fit.TITANS_KINDS, "size": _fit.SIZES, "variants": tuple(VARIANTS)},
     units=UNITS,
     charted=CHARTED,
 )
