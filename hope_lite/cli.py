@@ -22,10 +22,10 @@ from typing import Sequence
 
 from hope_lite.experiments.config import UsageError, parse_assignments
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
-from hope_lite.experiments.report import fmt
+from hope_lite.experiments.report import fmt, headline_metrics
 from hope_lite.experiments.runner import RunResult, run_experiment
 from hope_lite.experiments.suite import run_suite
-from hope_lite.experiments.spec import SIZES_TOO_SMALL
+from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment
 
 PROG = "hope-lite"
 
@@ -89,14 +89,16 @@ def _show(name: str) -> None:
         print(f"cells ({preset}): {', '.join(experiment.cells(experiment.presets[preset]))}")
 
 
-def _print_result(result: RunResult) -> None:
+def _print_result(result: RunResult, experiment: Experiment) -> None:
     seeds = " ".join(map(str, result.seeds))
     print(f"{result.experiment} ({result.preset}), seeds {seeds}, device {result.device}")
+    shown = headline_metrics(experiment, result.means, limit=5)
     for cell, metrics in result.means.items():
         values = ", ".join(
-            f"{m} {fmt(v)} \u00b1 {fmt(result.stds[cell][m])}" for m, v in metrics.items()
+            f"{m} {fmt(metrics[m])} \u00b1 {fmt(result.stds[cell][m])}" for m in shown if m in metrics
         )
-        print(f"  {cell}: {values}")
+        rest = len(metrics) - sum(m in metrics for m in shown)
+        print(f"  {cell}: {values}" + (f" (+{rest} more in results.csv)" if rest else ""))
     for c in result.claims:
         print(f"  [{c.verdict}] ours {fmt(c.ours)} vs paper {fmt(c.paper)}: {c.claim} ({c.source})")
     if result.preset == "test":
@@ -114,10 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "show":
             _show(args.experiment)
         elif args.command == "run":
+            experiment = get_experiment(args.experiment)
             _print_result(run_experiment(
-                args.experiment, args.preset, parse_assignments(args.overrides), args.seeds,
+                experiment, args.preset, parse_assignments(args.overrides), args.seeds,
                 args.device, args.out, args.name, not args.no_progress, args.fresh, args.threads,
-            ))  # fmt: skip
+            ), experiment)  # fmt: skip
         else:
             summary = run_suite(args.preset, args.seeds, args.device, args.out, args.fresh,
                                 not args.no_progress, args.threads)  # fmt: skip

@@ -68,13 +68,20 @@ def claims_table(claims: Iterable[Mapping[str, Any]]) -> str:
     return _table(["claim", "source", "paper", "ours", "verdict", "how decided"], rows, styles)
 
 
+def headline_metrics(experiment: Experiment, means: Mapping[str, Mapping[str, float]],
+                     limit: int = MAX_CHARTED) -> list[str]:
+    """The metrics worth showing first: ``experiment.charted`` that were measured (else all
+    measured ones, as a small config may not measure the charted ones), at most ``limit``."""
+    measured = list(dict.fromkeys(m for metrics in means.values() for m in metrics))
+    charted = [m for m in experiment.charted if m in measured]
+    return (charted or measured)[:limit]
+
+
 def metrics_figure(result: RunResult, experiment: Experiment) -> go.Figure:
     """A bar chart per charted metric: seed mean per cell, sample-std error bars, paper as diamonds."""
     paper = experiment.paper
     cells = list(result.means)
-    metrics = list(dict.fromkeys(m for cell in cells for m in result.means[cell]))
-    charted = [m for m in experiment.charted if m in metrics]
-    metrics = (charted or metrics)[:MAX_CHARTED]  # charted metrics a small config did not measure: chart what it did
+    metrics = headline_metrics(experiment, result.means)
     fig = make_subplots(
         rows=len(metrics), cols=1, subplot_titles=metrics, vertical_spacing=0.3 / len(metrics)
     )
