@@ -36,7 +36,8 @@ test: kernel browser
 browser:
 	@if command -v chromium >/dev/null 2>&1; then echo "chromium already installed"; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "apt-get could not install chromium: tests/test_browser.py will skip"; \
 	else echo "no chromium and no root apt-get: tests/test_browser.py will skip"; fi
 
 # run every notebook with papermill into build/notebooks/ and export HTML (read the course without a kernel)
