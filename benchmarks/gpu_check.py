@@ -110,13 +110,13 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s f
 def model_throughput(kind: str, batch: int = 4, seq: int = 2048, repeats: int = 5) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hope_lite.layers import CMSSchedule, ContinuumMemory
     from hope_lite.models import make_model
+    from hope_lite.train import cms_schedule
 
     torch.manual_seed(0)
     model = make_model("small", kind, vocab_size=256).cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    schedule = CMSSchedule(model) if any(isinstance(m, ContinuumMemory) for m in model.modules()) else None
+    schedule = cms_schedule(model)
     tokens = torch.randint(0, 256, (batch, seq + 1), device="cuda")
 
     def step():

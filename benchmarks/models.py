@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from hope_lite.layers import CMSSchedule, ContinuumMemory
 from hope_lite.models import KINDS, make_model
+from hope_lite.train import cms_schedule
 
 RESULTS = Path(__file__).parent / "results" / "models.json"
 
@@ -31,8 +31,7 @@ def make_step(kind: str, size: str, batch: int, seq: int, vocab: int = 256):
     torch.manual_seed(0)
     model = make_model(size, kind, vocab_size=vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    has_cms = any(isinstance(m, ContinuumMemory) for m in model.modules())
-    schedule = CMSSchedule(model) if has_cms else None
+    schedule = cms_schedule(model)
     tokens = torch.randint(0, vocab, (batch, seq + 1))
 
     def step() -> None:
@@ -42,7 +41,7 @@ def make_step(kind: str, size: str, batch: int, seq: int, vocab: int = 256):
         loss.backward()
         schedule.step(optimizer) if schedule else optimizer.step()
 
-    return model, step
+    return step
 
 
 def step_flops(step) -> int:
@@ -63,7 +62,7 @@ def main() -> None:
         p.error(f"--repeats={args.repeats}: use at least 5 for a median worth quoting")
     torch.set_num_threads(args.threads)
     kinds = list(KINDS)
-    steps = {k: make_step(k, args.size, args.batch, args.seq)[1] for k in kinds}
+    steps = {k: make_step(k, args.size, args.batch, args.seq) for k in kinds}
     flops = {k: step_flops(steps[k]) for k in kinds}
     for step in steps.values():  # warm-up
         step()

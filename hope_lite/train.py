@@ -211,16 +211,21 @@ def batch_source(data: Any, batch_size: int, split: str | None = None) -> Callab
 
 
 def _eval_batches(data: Any, eval_data: Any, config: TrainConfig) -> list[Batch]:
-    source = eval_data if eval_data is not None else data
-    size = config.eval_batch_size or config.batch_size
     if not config.eval_every or not config.eval_batches:
         return []
+    source = eval_data if eval_data is not None else data
+    size = config.eval_batch_size or config.batch_size
     if hasattr(source, "batch") and hasattr(source, "splits"):
         split = config.eval_split or (source.splits[1] if len(source.splits) > 1 else source.splits[0])
         return [source.batch(size, split, i) for i in range(config.eval_batches)]
     if eval_data is None:
         return []  # a plain iterable of training batches has no held-out split
     return list(islice(eval_data, config.eval_batches))
+
+
+def cms_schedule(model: nn.Module) -> CMSSchedule | None:
+    """A :class:`CMSSchedule` of ``model``'s CMS levels (NL eq 71), or None if it holds none."""
+    return CMSSchedule(model) if any(isinstance(m, ContinuumMemory) for m in model.modules()) else None
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -251,8 +256,7 @@ def train(
     optimizer = make_optimizer(model, config.optimizer, lr=config.lr, **options)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     # CMS levels are written every C(l) steps with their chunk's summed gradient (NL eq 71)
-    has_cms = any(isinstance(m, ContinuumMemory) for m in model.modules())
-    schedule = CMSSchedule(model) if has_cms else None
+    schedule = cms_schedule(model)
     history, start = History(), 0
     path = config.checkpoint_path
     if path and config.resume and os.path.exists(path):
@@ -278,17 +282,18 @@ def train(
     model.train()
     quiet = not config.progress or rank() != 0
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=quiet)
+    clip = config.grad_clip if config.grad_clip > 0 else math.inf
     for step in bar:
+        factor = lr_factor(step, config)
         for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * lr_factor(step, config)
+            group["lr"] = base * factor
         inputs, targets = (shard(t).to(device) for t in get_batch(step))
         with _autocast(device, config.amp):
             loss, loss_sum, scored = batch_loss(net, inputs, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip = config.grad_clip if config.grad_clip > 0 else math.inf
-        grads = [p for p in model.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(grads, clip)  # the norm before clipping
+        # the norm before clipping, over the parameters that have a gradient (held CMS levels do not)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if schedule is not None:
             schedule.step(optimizer)  # hold or hand over each CMS level's gradient, then step
         else:

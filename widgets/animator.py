@@ -242,7 +242,7 @@ def make_figure(data: AnimatorData) -> go.Figure:
         fig.update_xaxes(title_text=f"feature (index); {data.probe_label}", row=2, col=col)
         fig.update_yaxes(title_text="value (unitless)", range=[min(lo, 0) * 1.1, max(hi, 0) * 1.1 + 1e-6], row=2, col=col)
     # time series: drawn once (downsampled), a marker per series follows the cursor
-    for i, (names, r) in enumerate(((SERIES, 3), (GATES, 4))):
+    for names, r in ((SERIES, 3), (GATES, 4)):
         for name, label in names:
             x, y = downsample(tr.position, getattr(tr, name)[:, row])
             fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", line=dict(color=COLORS[name], width=1.5)),
@@ -253,8 +253,8 @@ def make_figure(data: AnimatorData) -> go.Figure:
                                              line=dict(color=COLORS["cursor"], width=1))), row=r, col=1)
     fig.update_yaxes(title_text="norm (unitless)", row=3, col=1)
     fig.update_yaxes(title_text="gate value (unitless)", row=4, col=1)
-    fig.update_xaxes(title_text="token position (tokens)", matches=axis_ref(fig, 3, 1)[0], row=4, col=1)
     x_ref = axis_ref(fig, 3, 1)[0]
+    fig.update_xaxes(title_text="token position (tokens)", matches=x_ref, row=4, col=1)
     y0, y1 = fig.get_subplot(4, 1).yaxis.domain[0], fig.get_subplot(3, 1).yaxis.domain[1]
     fig.add_shape(type="line", xref=x_ref, yref="paper", x0=tr.position[0], x1=tr.position[0], y0=y0, y1=y1,
                   line=dict(color=COLORS["cursor"], width=1.5, dash="dot"))

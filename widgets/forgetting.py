@@ -18,7 +18,6 @@ calls; redraws are throttled so the kernel keeps training).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Callable, Mapping, Sequence
 
@@ -110,8 +109,7 @@ def update_step(fig: go.Figure, curves: Curves, t: int) -> go.Figure:
     if not 0 <= t < len(steps):
         raise ValueError(f"t={t} is out of range: allowed 0..{len(steps) - 1} (one per evaluation step)")
     tasks = tasks_of(curves)
-    batch = fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext()
-    with batch:
+    with fig.batch_update():  # one message on a FigureWidget; plain sets on a go.Figure
         for i, curve in enumerate(curves.values()):
             for j, task in enumerate(tasks):
                 fig.data[i * len(tasks) + j].x, fig.data[i * len(tasks) + j].y = _prefix(curve, task, steps[t])

@@ -120,8 +120,7 @@ def race(surface: str = "psi", steps: int = 200, optimizers: Sequence[str] = RAC
     paths, slow = {}, np.zeros((steps + 1, 2))
     for o in optimizers:
         if o == "m3":
-            paths[o], slow2 = _m3_with_slow(surf, steps, rates[o], hyper[o])
-            slow = slow2.reshape(steps + 1, 2)
+            paths[o], slow = _m3_with_slow(surf, steps, rates[o], hyper[o])
         else:
             paths[o] = toy.trajectory(surf, o, steps=steps, lr=rates[o], **hyper[o])
     with np.errstate(all="ignore"):
@@ -140,16 +139,14 @@ def _slots(r: Race) -> dict[str, int | list[int]]:
             "loss": list(range(5 + 2 * k, 5 + 3 * k)), "now_loss": 5 + 3 * k}
 
 
-def _arrow(r: Race) -> tuple[np.ndarray, np.ndarray]:
-    """``[n, 2]`` arrow tails (M3's point) and heads (tail + fixed length along -M2)."""
-    if "m3" not in r.paths:
-        return np.full((r.n_steps, 2), np.nan), np.full((r.n_steps, 2), np.nan)
+def _arrow(r: Race, t: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """M3's point at step ``t`` and the arrow head (a fixed length along -M2); ``None`` without M2."""
+    norm = float(np.linalg.norm(r.slow[t]))
+    if "m3" not in r.paths or not (norm > 0 and math.isfinite(norm)):
+        return None
     (x0, x1), _ = toy.SURFACES[r.surface].bounds
-    norm = np.linalg.norm(r.slow, axis=1, keepdims=True)
-    with np.errstate(all="ignore"):
-        direction = np.where(norm > 0, -r.slow / norm, np.nan)
-    tail = r.paths["m3"]
-    return tail, tail + 0.12 * (x1 - x0) * direction
+    tail = r.paths["m3"][t]
+    return tail, tail + 0.12 * (x1 - x0) * (-r.slow[t] / norm)
 
 
 def make_figure(r: Race, budget: int = POINT_BUDGET) -> go.Figure:
@@ -198,8 +195,8 @@ def make_figure(r: Race, budget: int = POINT_BUDGET) -> go.Figure:
     fig.update_yaxes(title_text=f"{ay} (parameter, unitless)", range=[y0, y1], row=1, col=1)
     fig.update_xaxes(title_text="step", range=[0, r.steps], row=1, col=2)
     fig.update_yaxes(title_text="loss (unitless, log scale)", type="log", row=1, col=2)
-    xr, _ = axis_ref(fig, 1, 2)
-    fig.add_shape(type="line", xref=xr, yref=f"{axis_ref(fig, 1, 2)[1]} domain", x0=0, x1=0, y0=0, y1=1,
+    xr, yr = axis_ref(fig, 1, 2)
+    fig.add_shape(type="line", xref=xr, yref=f"{yr} domain", x0=0, x1=0, y0=0, y1=1,
                   line=dict(color=COLORS["cursor"], width=1.5, dash="dot"))
     fig.update_layout(height=600, margin=dict(l=60, r=20, t=130, b=60),
                       title=dict(text="", font=dict(size=15), y=0.985, yanchor="top"),
@@ -218,9 +215,10 @@ def update_step(fig: go.Figure, r: Race, t: int) -> None:
         d[i].x, d[i].y = p[keep, 0], p[keep, 1]
     now = np.array([p[t] for p in r.paths.values()])
     d[s["now"]].x, d[s["now"]].y = now[:, 0], now[:, 1]
-    tail, head = _arrow(r)
-    if np.isfinite(head[t]).all():
-        d[s["arrow"]].x, d[s["arrow"]].y = [tail[t, 0], head[t, 0]], [tail[t, 1], head[t, 1]]
+    arrow = _arrow(r, t)
+    if arrow is not None and np.isfinite(arrow).all():
+        (tx, ty), (hx, hy) = arrow
+        d[s["arrow"]].x, d[s["arrow"]].y = [tx, hx], [ty, hy]
     else:  # no slow momentum yet: draw nothing (NaN is not JSON, the widget protocol would warn)
         d[s["arrow"]].x, d[s["arrow"]].y = [], []
     losses = np.array([loss[t] for loss in r.losses.values()])

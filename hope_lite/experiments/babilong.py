@@ -48,8 +48,8 @@ import torch
 
 from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
-from hope_lite.experiments.longctx import finite, row_accuracy, scored, streams, train_on_mix
-from hope_lite.experiments.spec import Claim, Experiment
+from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
+from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import BabiLong
 from hope_lite.tasks.base import Batch
 
@@ -100,11 +100,11 @@ def _pieces(batch: Batch, piece_len: int):
 
 def evaluate_cell(model, task: BabiLong, config, device, stream: bool) -> float:
     """% of ``eval_examples`` held-out rows answered right, streamed or in one call."""
-    total, size = config["eval_examples"], config["eval_batch"]
-    batches = (task.batch(min(size, total - s), "test", i)
-               for i, s in enumerate(range(0, total, size)))
-    groups = (_pieces(b, config["piece_len"]) if stream else b for b in batches)
-    return row_accuracy(*scored(model, groups, device, stream))
+    def group(count: int, index: int):
+        b = task.batch(count, "test", index)
+        return _pieces(b, config["piece_len"]) if stream else b
+
+    return held_out_accuracy(model, group, config, device, stream)
 
 
 def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, float]:
@@ -112,13 +112,11 @@ def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, fl
     train_tasks = [_task(config, h, config["train_len"], seed) for h in hops]
     model, train_loss = train_on_mix(config, cell, train_tasks, seed, device)
     metrics = {"train_loss": train_loss}
-    kind = _fit.kind_of(cell, config)
-    stream = streams(kind)
-    for n in config["lengths"]:
-        if stream or n <= config["attention_max_len"]:  # else absent: no KV cache to stream with
-            for h in hops:
-                metrics[f"{h}hop@L={n}"] = evaluate_cell(model, _task(config, h, n, seed), config,
-                                                         device, stream)  # fmt: skip
+    stream, lengths = readable_lengths(config, cell)
+    for n in lengths:
+        for h in hops:
+            metrics[f"{h}hop@L={n}"] = evaluate_cell(model, _task(config, h, n, seed), config,
+                                                     device, stream)  # fmt: skip
     return finite(metrics)
 
 
@@ -142,17 +140,16 @@ def _less_drop(means, model: str, label: str, source: str) -> Claim:
         why = f"needs 2+ common lengths and {label} >= {LEARNED:g} % at the shortest"
         return Claim(claim, source, None, None, "not at this scale", why)
     ours = (tr[common[0]] - tr[common[-1]]) - (m[common[0]] - m[common[-1]])
-    verdict = "reproduced" if ours >= 5 else "partly" if ours > 0 else "not at this scale"
+    verdict = _fit.ahead(ours, 5.0)
     why = (f"(Transformer drop) - ({label} drop), L={common[0]} -> {common[-1]}, mean over hops, "
            "points; reproduced >= 5, partly > 0")
     return Claim(claim, source, None, ours, verdict, why)
 
 
 def verdicts(means) -> list[Claim]:
-    titans = "titans"
-    claims = [_less_drop(means, titans, "Titans", "Titans Fig. 6 (qualitative)"),
+    claims = [_less_drop(means, "titans", "Titans", "Titans Fig. 6 (qualitative)"),
               _less_drop(means, "hope", "HOPE", "NL Fig. 9 (qualitative)")]
-    h, t = curve(means.get("hope", {})), curve(means.get(titans, {}))
+    h, t = curve(means.get("hope", {})), curve(means.get("titans", {}))
     common = sorted(set(h) & set(t))
     claim, source = "HOPE holds at least as well as Titans at the longest length", "NL Fig. 9"
     if not common or h[common[0]] < LEARNED:
@@ -160,8 +157,7 @@ def verdicts(means) -> list[Claim]:
                             f"not measured, or HOPE < {LEARNED:g} % at its shortest length"))
     else:
         ours = h[common[-1]] - t[common[-1]]
-        verdict = "reproduced" if ours >= -1 else "partly" if ours >= -10 else "not at this scale"
-        claims.append(Claim(claim, source, None, ours, verdict,
+        claims.append(Claim(claim, source, None, ours, by_threshold(ours, 0.0, -10.0),
                             f"HOPE - Titans at L={common[-1]}, mean over hops, points; "
                             "reproduced >= -1, partly >= -10"))
     return claims

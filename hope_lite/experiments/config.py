@@ -81,12 +81,13 @@ def coerce(key: str, value: Any, defaults: list[Any]) -> Any:
         if not nullable:
             raise UsageError(f"{key}=None is not allowed: no preset sets {key} to None")
         return None
-    if not known:  # None in every preset: the text decides its own type
+    if not known and isinstance(value, str):  # None in every preset: the text decides its type
         for kind in (int, float):
             try:
-                return kind(value) if isinstance(value, str) else value
+                return kind(value)
             except ValueError:
                 pass
+    if not known:
         return value
     default = known[0]
     if isinstance(default, (tuple, list)):

@@ -192,8 +192,7 @@ def verdicts(means) -> list[Claim]:
                             f"needs transformer and a HOPE cell with peak A >= {LEARNED:g} %"))
     else:
         ours = forget["transformer"] - forget[top]
-        verdict = "reproduced" if ours >= 5 else "partly" if ours > 0 else "not at this scale"
-        claims.append(Claim(claim, src, None, ours, verdict,
+        claims.append(Claim(claim, src, None, ours, _fit.ahead(ours, 5.0),
                             f"forgetting_A transformer - {top}, points; "
                             "reproduced >= 5, partly > 0"))
     claim = "HOPE with the most levels almost recovers single-language performance on A"

@@ -7,6 +7,7 @@
   layers stream (HOPE, Titans LMM / MAC: ``model(piece, state)``) reads the row in pieces of
   ``piece_len`` tokens, threading its state, so memory is O(batch x piece) whatever the length;
   an attention model (transformer, Hope-Attention: no KV cache) reads each row in one call.
+- :func:`held_out_accuracy` / :func:`readable_lengths`: the evaluation loop of ``niah`` and ``babilong``.
 - :func:`row_accuracy` / :func:`token_accuracy`: % of rows with every scored token right (greedy
   decoding of the whole answer, since targets are teacher-forced) and % of scored tokens right.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,8 @@ from hope_lite.experiments._fit import train_steps as fit
 from hope_lite.models import KINDS
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
 
-__all__ = ["build", "fit", "finite", "row_accuracy", "scored", "streams", "token_accuracy", "train_on_mix"]
+__all__ = ["build", "fit", "finite", "held_out_accuracy", "readable_lengths", "row_accuracy", "scored",
+           "streams", "token_accuracy", "train_on_mix"]
 
 
 def streams(kind: str) -> bool:
@@ -49,6 +51,28 @@ def train_on_mix(config: Mapping[str, Any], cell: str, tasks: Sequence[Any], see
                   steps=config["steps"], batch=config["batch"], lr=config["lr"], seed=seed,
                   device=device)  # fmt: skip
     return model, statistics.fmean(history.loss[-max(1, config["steps"] // 10):])
+
+
+def readable_lengths(config: Mapping[str, Any], cell: str) -> tuple[bool, list[int]]:
+    """``(stream, lengths)``: does the cell's model stream, and the ``lengths`` it can read.
+
+    A streaming model reads every length; an attention model (no KV cache) only those up to
+    ``attention_max_len`` (its metrics at longer lengths are absent).
+    """
+    stream = streams(_fit.kind_of(cell, config))
+    return stream, [n for n in config["lengths"] if stream or n <= config["attention_max_len"]]
+
+
+def held_out_accuracy(model: nn.Module, group: Callable[[int, int], Iterator[Batch] | Batch],
+                      config: Mapping[str, Any], device: torch.device, stream: bool) -> float:
+    """:func:`row_accuracy` over ``eval_examples`` held-out rows, ``eval_batch`` at a time.
+
+    ``group(count, index)`` gives held-out batch ``index`` of ``count`` rows (a Batch, or its
+    pieces when streaming).
+    """
+    total, size = config["eval_examples"], config["eval_batch"]
+    groups = (group(min(size, total - s), i) for i, s in enumerate(range(0, total, size)))
+    return row_accuracy(*scored(model, groups, device, stream))
 
 
 @torch.no_grad()

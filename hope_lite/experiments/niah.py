@@ -62,7 +62,7 @@ import torch
 
 from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
-from hope_lite.experiments.longctx import finite, row_accuracy, scored, streams, train_on_mix
+from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import VARIANTS, Niah
 
@@ -135,11 +135,11 @@ def _task(config, variant: str, n: int, seed: int, depth: float | None = None) -
 
 def evaluate_cell(model, task: Niah, config, device, stream: bool) -> float:
     """Exact-recall % of ``eval_examples`` held-out rows of ``task``, streamed or in one call."""
-    total, size = config["eval_examples"], config["eval_batch"]
-    plans = [task.plan(min(size, total - s), "test", i)
-             for i, s in enumerate(range(0, total, size))]
-    groups = (task.stream(p, config["piece_len"]) if stream else task.materialise(p) for p in plans)
-    return row_accuracy(*scored(model, groups, device, stream))
+    def group(count: int, index: int):
+        plan = task.plan(count, "test", index)
+        return task.stream(plan, config["piece_len"]) if stream else task.materialise(plan)
+
+    return held_out_accuracy(model, group, config, device, stream)
 
 
 def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, float]:
@@ -147,11 +147,8 @@ def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, fl
     train_tasks = [_task(config, v, config["train_len"], seed) for v in variants]
     model, train_loss = train_on_mix(config, cell, train_tasks, seed, device)
     metrics = {"train_loss": train_loss}
-    kind = _fit.kind_of(cell, config)
-    stream = streams(kind)
-    for n in config["lengths"]:
-        if not stream and n > config["attention_max_len"]:
-            continue  # no KV cache: this model cannot read a row this long (metric absent)
+    stream, lengths = readable_lengths(config, cell)
+    for n in lengths:
         grid = {(v, d): evaluate_cell(model, _task(config, v, n, seed, d), config, device, stream)
                 for v in variants for d in config["depths"]}  # fmt: skip
         for v in variants:
@@ -194,7 +191,7 @@ def _less_drop(means, cell: str, label: str, source: str) -> Claim:
     if problem:
         verdict, why = "not at this scale", f"{why}; {problem}"
     else:
-        verdict = "reproduced" if ours >= 5 else "partly" if ours > 0 else "not at this scale"
+        verdict = _fit.ahead(ours, 5.0)
         why += "; reproduced >= 5, partly > 0"
     why += " (past train_len the Transformer reads RoPE positions it never saw)"
     return Claim(f"{label} loses less S-NIAH-1 accuracy with length than the Transformer",
@@ -220,7 +217,7 @@ def verdicts(means) -> list[Claim]:
     if problem:
         verdict, why = "not at this scale", f"{why}; {problem}"
     else:
-        verdict = "reproduced" if ours >= -1 else "partly" if ours >= -10 else "not at this scale"
+        verdict = by_threshold(ours, 0.0, -10.0)
         why += "; reproduced >= -1, partly >= -10"
     claims.append(Claim("HOPE matches or beats Titans on S-NIAH-2 at the longest length",
                         "NL Table 1 (16K: 78.2 vs 75.4)", 2.8, ours, verdict, why))

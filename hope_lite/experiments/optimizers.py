@@ -210,7 +210,7 @@ def compare_optimizers(
         lr = (lrs or {}).get(name, SETTINGS[task][name]["lr"])
         settings[name] = dict(lr=lr, options={**SETTINGS[task][name]["options"],
                                               **(options or {}).get(name, {})})  # fmt: skip
-    tail = max(1, steps // 10)  # the train loss averages the last 10 % of the curve
+    tail = warmup = max(1, steps // 10)  # the train loss averages the last 10 % of the curve
     runs = []
     for seed in seeds:
         for name in optimizers:
@@ -218,7 +218,7 @@ def compare_optimizers(
             config = TrainConfig(
                 steps=steps, batch_size=batch_size, optimizer=name, lr=settings[name]["lr"],
                 optimizer_options=dict(settings[name]["options"]), schedule="cosine",
-                warmup_steps=max(1, steps // 10), eval_every=steps, eval_batches=eval_batches,
+                warmup_steps=warmup, eval_every=steps, eval_batches=eval_batches,
                 seed=seed, device=device, progress=False,
             )  # fmt: skip
             start = time.perf_counter()
@@ -237,7 +237,7 @@ def compare_optimizers(
                       f"({run['seconds']:.0f} s)", flush=True)  # fmt: skip
     config_out = dict(
         steps=steps, batch_size=batch_size, eval_batches=eval_batches, seeds=list(seeds),
-        schedule="cosine", warmup_steps=max(1, steps // 10), grad_clip=1.0, weight_decay=0.0,
+        schedule="cosine", warmup_steps=warmup, grad_clip=1.0, weight_decay=0.0,
         train_loss_tail=tail, settings=settings, **{k: v for k, v in setup.items()
                                                     if k not in ("steps", "batch_size",
                                                                  "eval_batches")},

@@ -42,7 +42,9 @@ from hope_lite.experiments.report import write_report
 from hope_lite.experiments.spec import Claim, Experiment
 from hope_lite.training.checkpoint import seed_everything
 
-RUN_FILES = ("config.json", "results.jsonl", "results.json", "results.csv", "report.html")
+PATH_NAMES = {"config": "config.json", "rows": "results.jsonl", "json": "results.json",
+              "csv": "results.csv", "report": "report.html"}  # RunResult.paths key -> file name
+RUN_FILES = tuple(PATH_NAMES.values())  # the files a finished run leaves
 Row = dict[str, Any]  # {"cell": str, "seed": int, "metrics": {name: float}, "seconds": float}
 
 
@@ -85,15 +87,15 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _open_run_dir(run_dir: Path, identity: dict[str, Any], fresh: bool) -> None:
-    """Create ``run_dir`` or check that it holds the same run; ``fresh`` deletes its results."""
+def _open_run_dir(paths: dict[str, Path], identity: dict[str, Any], fresh: bool) -> None:
+    """Create ``paths["dir"]`` or check that it holds the same run; ``fresh`` deletes its results."""
+    run_dir = paths["dir"]
     run_dir.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        old = json.loads(config_path.read_text(encoding="utf-8"))
+        for key in PATH_NAMES:
+            paths[key].unlink(missing_ok=True)
+    if paths["config"].exists():
+        old = json.loads(paths["config"].read_text(encoding="utf-8"))
         old_config, new_config, absent = old.get("config", {}), identity["config"], "(absent)"
         changed = [
             f"{key}: {old.get(key)!r} -> {identity[key]!r}"
@@ -108,7 +110,7 @@ def _open_run_dir(run_dir: Path, identity: dict[str, Any], fresh: bool) -> None:
                 f"run directory {run_dir} holds another config ({'; '.join(changed)}); "
                 f"use --fresh to start it over or --name to pick another directory"
             )
-    elif (run_dir / "results.jsonl").exists():
+    elif paths["rows"].exists():
         raise UsageError(
             f"{run_dir} has results.jsonl but no config.json; use --fresh to start over"
         )
@@ -210,25 +212,23 @@ def run_experiment(
     """
     experiment = get_experiment(name) if isinstance(name, str) else name
     config = resolve_config(experiment, preset, overrides)
-    if threads is not None:
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise UsageError(f"threads={threads!r} must be a positive integer (or None to keep torch's setting)")
-        torch.set_num_threads(threads)
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise UsageError(f"threads={threads!r} must be a positive integer (or None to keep torch's setting)")
     seeds, resolved = check_seeds(seeds), resolve_device(device)
     run_name = run_name or f"{experiment.name}-{preset}"
     if Path(run_name).name != run_name or run_name in ("", ".", ".."):
         raise UsageError(f"run_name={run_name!r} must be a plain directory name (no '/')")
     run_dir = Path(out_dir) / run_name
+    paths = {"dir": run_dir, **{key: run_dir / file for key, file in PATH_NAMES.items()}}
     identity = {"experiment": experiment.name, "preset": preset, "config": _jsonable(config),
                 "device": str(resolved)}  # fmt: skip
-    _open_run_dir(run_dir, identity, fresh)
+    _open_run_dir(paths, identity, fresh)
+    if threads is not None:
+        torch.set_num_threads(threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record = {**identity, "seeds": list(seeds), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "started": started}  # fmt: skip
-    _write_atomic(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
-    paths = {"dir": run_dir, "config": run_dir / "config.json", "rows": run_dir / "results.jsonl",
-             "json": run_dir / "results.json", "csv": run_dir / "results.csv",
-             "report": run_dir / "report.html"}  # fmt: skip
+    _write_atomic(paths["config"], json.dumps(record, indent=2) + "\n")
     done = load_rows(paths["rows"])
     pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
     todo = [pair for pair in pairs if pair not in done]

@@ -203,6 +203,9 @@ class NeuralMemory(nn.Module):
                 self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
                 self.name, self.config.checkpoint_chunks, self.config.max_surprise,
             )
-        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
-        out = self.to_out(y * F.silu(self.to_gate(x)))
-        return out, NeuralMemoryState(memory_state, conv_cache)
+        return self.output(y, x), NeuralMemoryState(memory_state, conv_cache)
+
+    def output(self, y: Tensor, x: Tensor) -> Tensor:
+        """Memory reads ``y [b*h, n, d]`` to the layer output ``[b, n, D]``: norm, gate by ``x``, project."""
+        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=x.shape[0])
+        return self.to_out(y * F.silu(self.to_gate(x)))

@@ -29,7 +29,7 @@ Index letters: b batch, n tokens, D model features, V vocabulary, L layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -121,6 +121,13 @@ class ModelConfig:
     def hidden(self) -> int:
         """The MLP hidden width: ``mlp_hidden`` or 4 D."""
         return self.mlp_hidden if self.mlp_hidden is not None else 4 * self.dim
+
+
+def resolve_config(config: ModelConfig | None, overrides: dict[str, Any], **defaults: Any) -> ModelConfig:
+    """``config`` with ``overrides`` replaced, or ``ModelConfig(**defaults, **overrides)`` if None."""
+    if config is None:
+        return ModelConfig(**{**defaults, **overrides})
+    return replace(config, **overrides) if overrides else config
 
 
 class MLP(nn.Module):

@@ -29,12 +29,18 @@ Choices (the paper omits normalisation and residuals from eq 94-97):
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 
 from torch import Tensor, nn
 
 from hope_lite.layers import CMSConfig, ContinuumMemory, SelfModifyingConfig, SelfModifyingTitans
-from hope_lite.models.common import LanguageModel, ModelConfig, register_channel, register_mixer
+from hope_lite.models.common import (
+    LanguageModel,
+    ModelConfig,
+    register_channel,
+    register_mixer,
+    resolve_config,
+)
 
 CMS_PERIODS = (1, 4, 16)
 CMS_OPTIONS = ("cms_periods", "cms_variant")
@@ -97,13 +103,11 @@ class HopeLM(LanguageModel):
     """HOPE: blocks of self-modifying Titans followed by the CMS (NL eq 94-97)."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides):
-        config = config or ModelConfig(mixer="selfmod", channel="cms")
-        super().__init__(replace(config, **overrides) if overrides else config)
+        super().__init__(resolve_config(config, overrides, mixer="selfmod", channel="cms"))
 
 
 class HopeAttentionLM(LanguageModel):
     """Hope-Attention: blocks of causal softmax attention followed by the CMS (NL sec. 8.3)."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides):
-        config = config or ModelConfig(mixer="attention", channel="cms")
-        super().__init__(replace(config, **overrides) if overrides else config)
+        super().__init__(resolve_config(config, overrides, mixer="attention", channel="cms"))

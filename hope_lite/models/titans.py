@@ -40,7 +40,7 @@ Index letters: b batch, h heads, n tokens, m tokens of a segment, d head feature
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from hope_lite.layers import NeuralMemory, NeuralMemoryConfig, NeuralMemoryState
-from hope_lite.models.common import LanguageModel, ModelConfig, register_mixer
+from hope_lite.models.common import LanguageModel, ModelConfig, register_mixer, resolve_config
 from hope_lite.models.transformer import apply_rope, rope_angles
 
 VARIANTS = ("lmm", "mac")
@@ -79,9 +79,7 @@ def read_memory(
     D, h = layer.config.dim, layer.config.heads
     qkv, conv_cache = layer.conv(layer.to_qkv(x), conv_cache)
     q = F.normalize(rearrange(F.silu(qkv[..., :D]), "b n (h d) -> (b h) n d", h=h), dim=-1)
-    y = layer.memory.forward(state.memory.weights, q)  # [b*h, n, d]
-    y = rearrange(layer.out_norm(y), "(b h) n d -> b n (h d)", b=x.shape[0])
-    return layer.to_out(y * F.silu(layer.to_gate(x))), conv_cache
+    return layer.output(layer.memory.forward(state.memory.weights, q), x), conv_cache
 
 
 @dataclass(frozen=True)
@@ -149,8 +147,11 @@ class MemoryAsContext(nn.Module):
         m = state.pending.shape[1]
         xs = torch.cat((state.pending.to(x.dtype), x), dim=1)  # the open segment, then the new tokens
         memory, read_conv, start, outputs = state.memory, state.read_conv, 0, []
+        # RoPE angles and mask of a full segment, computed once for every segment of the call
+        rope = rope_angles(torch.arange(C, device=x.device), self.head_dim, self.rope_base)
+        mask = mac_mask(self.persistent.shape[0], C, x.device)
         for s in range(0, xs.shape[1], C):
-            o, memory_after, conv_after = self.segment_forward(xs[:, s : s + C], memory, read_conv)
+            o, memory_after, conv_after = self.segment_forward(xs[:, s : s + C], memory, read_conv, rope, mask)
             outputs.append(o)
             if o.shape[1] == C:  # a finished segment: move the state past it
                 memory, read_conv, start = memory_after, conv_after, s + C
@@ -158,9 +159,14 @@ class MemoryAsContext(nn.Module):
         return y, MACState(memory, read_conv, xs[:, start:])
 
     def segment_forward(
-        self, seg: Tensor, memory: NeuralMemoryState, read_conv: Tensor
+        self, seg: Tensor, memory: NeuralMemoryState, read_conv: Tensor, rope: tuple[Tensor, Tensor],
+        mask: Tensor,
     ) -> tuple[Tensor, NeuralMemoryState, Tensor]:
-        """One segment ``seg [b, m, D]`` (m <= C) from the state at its start (eq 21-25)."""
+        """One segment ``seg [b, m, D]`` (m <= C) from the state at its start (eq 21-25).
+
+        ``rope``: cos, sin of positions 0 .. C-1; ``mask``: :func:`mac_mask` of C tokens (a shorter
+        segment slices the angles and builds its own mask).
+        """
         b, m, _ = seg.shape
         Np = self.persistent.shape[0]
         h, read_conv = read_memory(self.memory, memory, seg, read_conv)  # eq 21: h = M*_{t-1}(q)
@@ -168,11 +174,13 @@ class MemoryAsContext(nn.Module):
         window = torch.cat((p, h.to(seg.dtype), seg), dim=1)  # eq 22: [b, Np + 2m, D]
         q = rearrange(self.to_q(seg), "b m (h d) -> b h m d", h=self.heads)
         k, v = rearrange(self.to_kv(window), "b w (two h d) -> two b h w d", two=2, h=self.heads)
-        cos, sin = rope_angles(torch.arange(m, device=seg.device), self.head_dim, self.rope_base)
+        cos, sin = (t[:m] for t in rope)
+        if mask.shape[0] != m:
+            mask = mac_mask(Np, m, seg.device)
         k_p, k_h, k_s = k.split((Np, m, m), dim=2)
         q = apply_rope(q, cos, sin)
         k = torch.cat((k_p, apply_rope(k_h, cos, sin), apply_rope(k_s, cos, sin)), dim=2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mac_mask(Np, m, seg.device))  # eq 23
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # eq 23
         y = self.out(rearrange(y, "b h m d -> b m (h d)"))
         r, memory = self.memory(self.write_norm(y), memory)  # eq 24: write y; r_j = M_anchor(j)(q(y_j))
         o = y * torch.sigmoid(self.gate_norm(r))  # eq 25: o = y (x) M*(y)
@@ -193,10 +201,7 @@ class TitansLM(LanguageModel):
     """
 
     def __init__(self, config: ModelConfig | None = None, **overrides):
-        if config is None:
-            config = ModelConfig(**{"mixer": "lmm", **overrides})
-        elif overrides:
-            config = replace(config, **overrides)
+        config = resolve_config(config, overrides, mixer="lmm")
         if config.mixer not in VARIANTS:
             raise ValueError(f"TitansLM needs config.mixer in {VARIANTS}; got mixer={config.mixer!r}")
         super().__init__(config)

@@ -23,14 +23,12 @@ Index letters: b batch, h heads, n tokens, d head features, D model features.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite.models.common import LanguageModel, ModelConfig, register_mixer
+from hope_lite.models.common import LanguageModel, ModelConfig, register_mixer, resolve_config
 
 
 def rope_angles(
@@ -86,7 +84,7 @@ class TransformerLM(LanguageModel):
     """Pre-norm causal transformer: ``forward(tokens [b, n]) -> (logits [b, n, V], None)``."""
 
     def __init__(self, config: ModelConfig | None = None, **overrides):
-        config = replace(config, **overrides) if config else ModelConfig(**overrides)
+        config = resolve_config(config, overrides)
         if config.mixer != "attention":
             raise ValueError(
                 f"TransformerLM needs config.mixer='attention'; got mixer={config.mixer!r}"
