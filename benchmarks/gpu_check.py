@@ -1,28 +1,31 @@
-"""GPU check: CUDA results equal CPU's, then bf16 throughput of the Titans memory layer.
+"""GPU check: CUDA results equal CPU's, then bf16 throughput of the Titans memory layer and models.
 
-    python benchmarks/gpu_check.py            # a few minutes on one H100 (budget: under 5)
+    python benchmarks/gpu_check.py            # about 3 minutes on one H100 (budget: under 5)
+    python benchmarks/gpu_check.py --smoke    # tiny sizes on the CPU: checks this script runs
 
-1. Correctness (float32, CUDA vs CPU, same weights): outputs, final memory state and parameter
-   gradients of NeuralMemory (MLP and linear memory, chunk 16, a stream cut mid-chunk); and the
-   chunked path against the per-token reference in float64 on CUDA.
-2. Throughput under bf16 autocast (memory state kept in float32): dim 256, 4 heads of 64, 2-layer
-   MLP memory with 4x hidden, chunk 64, batch 1, sequence 16,384 and 262,144; forward and
-   forward+backward; median of 5 after a warm-up; peak CUDA memory. At 262,144 tokens the backward
-   recomputes groups of 16 chunks (checkpoint_chunks=16).
-
+1. Correctness (float32, the device vs the CPU, same weights): outputs, final memory state and
+   parameter gradients of NeuralMemory (MLP and linear memory, chunk 16, a stream cut mid-chunk);
+   and the chunked path against the per-token reference in float64 on the device.
+2. Layer throughput under bf16 autocast (memory state kept in float32): dim 256, 4 heads of 64,
+   2-layer MLP memory with 4x hidden, chunk 64, batch 1, sequence 16,384 and 262,144; forward and
+   forward+backward; median of the timed runs after a warm-up; peak device memory. At 262,144
+   tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16).
 3. Models under bf16 autocast: training-step tokens/s of TransformerLM-small and HopeLM-small
    (batch 4 x 2,048 tokens), with model FLOPs utilisation: matmul FLOPs of one step
    (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 
-Prints a table and writes benchmarks/results/gpu_check.json. Exits 1 if a check fails.
+Prints a table and writes benchmarks/results/gpu_check.json (``--out`` elsewhere). Exits 1 if a
+check fails. Without CUDA (and without ``--smoke``) it says so and exits 0.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,49 +35,68 @@ from hope_lite.layers import NeuralMemory
 from hope_lite.memory import ResidualMLPMemory
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets
 
 
-def check_layer(memory: str) -> dict:
+@dataclass(frozen=True)
+class Sizes:
+    layer_seqs: tuple[int, ...]  # layer throughput sequence lengths
+    checkpoint_above: int  # sequences longer than this recompute groups of 16 chunks in backward
+    repeats: int  # timed runs per layer measurement (after one warm-up)
+    model_size: str  # make_model size
+    model_batch: int
+    model_seq: int
+
+
+FULL = Sizes((16_384, 262_144), 100_000, 5, "small", 4, 2048)
+SMOKE = Sizes((256, 1024), 512, 2, "tiny", 1, 64)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def check_layer(memory: str, device: torch.device) -> dict:
     torch.manual_seed(0)
     cpu = NeuralMemory(dim=128, heads=4, chunk_size=16, memory=memory)
-    gpu = NeuralMemory(dim=128, heads=4, chunk_size=16, memory=memory).cuda()
-    gpu.load_state_dict(cpu.state_dict())
+    dev = NeuralMemory(dim=128, heads=4, chunk_size=16, memory=memory).to(device)
+    dev.load_state_dict(cpu.state_dict())
     x = torch.randn(2, 300, 128)
     outs = []
-    for layer, xs in ((cpu, x), (gpu, x.cuda())):
+    for layer, xs in ((cpu, x), (dev, x.to(device))):
         y1, state = layer(xs[:, :123])  # cut mid-chunk, then continue
         y2, state = layer(xs[:, 123:], state)
         y = torch.cat([y1, y2], 1)
         y.square().mean().backward()
         outs.append((y.detach().cpu(), [w.detach().cpu() for w in state.memory.weights],
                      [p.grad.cpu() for p in layer.parameters()]))
-    (y_c, w_c, g_c), (y_g, w_g, g_g) = outs
+    (y_c, w_c, g_c), (y_d, w_d, g_d) = outs
     gaps = dict(
-        output=(y_c - y_g).abs().max().item(),
-        state=max((a - b).abs().max().item() for a, b in zip(w_c, w_g)),
-        grad_rel=max(((a - b).norm() / a.norm().clamp_min(1e-12)).item() for a, b in zip(g_c, g_g)),
+        output=(y_c - y_d).abs().max().item(),
+        state=max((a - b).abs().max().item() for a, b in zip(w_c, w_d)),
+        grad_rel=max(((a - b).norm() / a.norm().clamp_min(1e-12)).item() for a, b in zip(g_c, g_d)),
     )
     ok = gaps["output"] < 1e-3 and gaps["state"] < 1e-3 and gaps["grad_rel"] < 1e-3
-    return dict(check=f"cuda == cpu, {memory} memory", ok=ok, **gaps)
+    return dict(check=f"{device.type} == cpu, {memory} memory", ok=ok, **gaps)
 
 
-def check_exact() -> dict:
+def check_exact(device: torch.device) -> dict:
     torch.manual_seed(0)
     memory = ResidualMLPMemory(16, hidden=32)
-    B, n, dev = 3, 70, "cuda"
-    k = torch.nn.functional.normalize(torch.randn(B, n, 16, dtype=torch.float64, device=dev), dim=-1)
-    v, q = torch.randn(2, B, n, 16, dtype=torch.float64, device=dev)
-    theta, eta, alpha = 0.1 * torch.rand(B, n, device=dev, dtype=torch.float64), \
-        0.9 * torch.rand(B, n, device=dev, dtype=torch.float64), 0.2 * torch.rand(B, n, device=dev, dtype=torch.float64)
-    state = init_state(tuple(w.to(dev) for w in memory.init_weights(B, dtype=torch.float64)))
+    B, n, f64 = 3, 70, dict(dtype=torch.float64, device=device)
+    k = torch.nn.functional.normalize(torch.randn(B, n, 16, **f64), dim=-1)
+    v, q = torch.randn(2, B, n, 16, **f64)
+    theta, eta, alpha = 0.1 * torch.rand(B, n, **f64), 0.9 * torch.rand(B, n, **f64), 0.2 * torch.rand(B, n, **f64)
+    state = init_state(tuple(w.to(device) for w in memory.init_weights(B, dtype=torch.float64)))
     y_ref, _ = titans_update_reference(memory, state, k, v, q, theta, eta, alpha, 16)
     y_fast, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, 16)
     gap = (y_ref - y_fast).abs().max().item()
-    return dict(check="chunked == reference on cuda (float64)", ok=gap < 1e-10, output=gap)
+    return dict(check=f"chunked == reference on {device.type} (float64)", ok=gap < 1e-10, output=gap)
 
 
 def median_seconds(step, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls of ``step`` (which synchronises the GPU itself)."""
+    """Median wall time of ``repeats`` calls of ``step`` (which synchronises the device itself)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -83,83 +105,114 @@ def median_seconds(step, repeats: int) -> float:
     return statistics.median(times)
 
 
-def throughput(seq: int, mode: str, repeats: int = 5) -> dict:
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+
+
+def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes) -> dict:
     torch.manual_seed(0)
-    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=16 if seq > 100_000 else 0).cuda()
-    x = torch.randn(1, seq, 256, device="cuda")
+    group = 16 if seq > sizes.checkpoint_above else 0
+    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group).to(device)
+    x = torch.randn(1, seq, 256, device=device)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             if mode == "fwd":
                 with torch.no_grad():
                     layer(x)
             else:
                 layer(x)[0].float().square().mean().backward()
-        torch.cuda.synchronize()
+        sync(device)
 
     step()
-    torch.cuda.reset_peak_memory_stats()
-    median = median_seconds(step, repeats)
-    return dict(seq=seq, mode=mode, tokens_per_s=seq / median, median_s=median,
-                peak_gpu_mb=torch.cuda.max_memory_allocated() / 2**20)
+    reset_peak(device)
+    median = median_seconds(step, sizes.repeats)
+    return dict(seq=seq, mode=mode, checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
+                peak_mb=peak_mb(device))
 
 
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets
-
-
-def model_throughput(kind: str, batch: int = 4, seq: int = 2048, repeats: int = 5) -> dict:
+def model_throughput(kind: str, device: torch.device, sizes: Sizes) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from hope_lite.models import make_model
     from hope_lite.train import cms_schedule
 
     torch.manual_seed(0)
-    model = make_model("small", kind, vocab_size=256).cuda()
+    model = make_model(sizes.model_size, kind, vocab_size=256).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = cms_schedule(model)
-    tokens = torch.randint(0, 256, (batch, seq + 1), device="cuda")
+    tokens = torch.randint(0, 256, (sizes.model_batch, sizes.model_seq + 1), device=device)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             logits, _ = model(tokens[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         schedule.step(optimizer) if schedule else optimizer.step()
-        torch.cuda.synchronize()
+        sync(device)
 
     with FlopCounterMode(display=False) as counter:
-        step()
+        step()  # also the warm-up
     flops = counter.get_total_flops()
-    median = median_seconds(step, repeats)
-    name = torch.cuda.get_device_name()
+    median = median_seconds(step, sizes.repeats)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else ""
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    return dict(kind=kind, tokens_per_s=batch * seq / median, tflops=flops / median / 1e12,
-                mfu=flops / median / peak if peak else None)
+    return dict(kind=kind, tokens_per_s=sizes.model_batch * sizes.model_seq / median, median_s=median,
+                tflops=flops / median / 1e12, mfu=flops / median / peak if peak else None)
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("no CUDA device: nothing to check here (run this on a GPU machine)")
+def timed(label: str, fn, *args):
+    """``fn(*args)``, printing how long it took (so a slow part shows in a cut-off log)."""
+    start = time.perf_counter()
+    out = fn(*args)
+    print(f"  ({label}: {time.perf_counter() - start:.1f} s)", flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (checks the script itself)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        device, sizes = torch.device("cpu"), SMOKE
+    elif torch.cuda.is_available():
+        device, sizes = torch.device("cuda"), FULL
+    else:
+        print("no CUDA device: nothing to check here (run this on a GPU machine, or pass --smoke)")
         return 0
-    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    checks = [check_layer("mlp"), check_layer("linear"), check_exact()]
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu (smoke sizes)"
+    print(f"device: {name}, torch {torch.__version__}", flush=True)
+
+    checks = [timed("layer check", check_layer, m, device) for m in ("mlp", "linear")]
+    checks.append(timed("exact check", check_exact, device))
     for c in checks:
-        print(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['check']}: " +
-              ", ".join(f"{k}={v:.2e}" for k, v in c.items() if isinstance(v, float)))
-    rows = [throughput(seq, mode) for seq in (16_384, 262_144) for mode in ("fwd", "fwdbwd")]
-    print(f"\n{'seq':>8} {'mode':>7} {'tok/s':>12} {'median s':>9} {'peak GPU MB':>12}   (bf16 autocast, chunk 64)")
+        print(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['check']}: "
+              + ", ".join(f"{k}={v:.2e}" for k, v in c.items() if isinstance(v, float)), flush=True)
+
+    rows = [timed(f"layer {seq} {mode}", layer_throughput, seq, mode, device, sizes)
+            for seq in sizes.layer_seqs for mode in ("fwd", "fwdbwd")]
+    models = [timed(f"model {kind}", model_throughput, kind, device, sizes) for kind in ("transformer", "hope")]
+
+    print(f"\n{'seq':>8} {'mode':>7} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   (layer, bf16 autocast, chunk 64)")
     for r in rows:
-        print(f"{r['seq']:>8} {r['mode']:>7} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {r['peak_gpu_mb']:>12.0f}")
-    models = [model_throughput(kind) for kind in ("transformer", "hope")]
-    print(f"\n{'model (small)':>14} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>6}   (bf16 autocast, training step, 4 x 2048)")
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "n/a"
+        print(f"{r['seq']:>8} {r['mode']:>7} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
+    print(f"\n{'model':>12} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({sizes.model_size}, bf16 autocast, "
+          f"training step, {sizes.model_batch} x {sizes.model_seq})")
     for m in models:
         mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
-        print(f"{m['kind']:>14} {m['tokens_per_s']:>10.0f} {m['tflops']:>8.2f} {mfu:>6}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(dict(device=torch.cuda.get_device_name(), checks=checks, throughput=rows,
-                                       models=models), indent=2))
-    print(f"wrote {RESULTS}")
+        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tflops']:>8.2f} {mfu:>6}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(device=name, torch=torch.__version__, checks=checks, layer=rows,
+                                        models=models), indent=2))
+    print(f"wrote {args.out}")
     return 0 if all(c["ok"] for c in checks) else 1
 
 

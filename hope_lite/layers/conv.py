@@ -1,5 +1,14 @@
 """Depthwise causal convolution with a streaming cache (Titans sec. 4.4, after Mamba2 / GDN).
 
+Two implementations that agree in float64 (tests/test_conv.py):
+
+- :func:`causal_conv_reference`: ``F.conv1d`` on the channels-first layout, the textbook form.
+- :func:`causal_conv`: the same sum written as ``w`` shifted multiply-adds in the layer's own
+  tokens-by-channels layout, with a hand-written backward. On 2 CPU threads at 4,096 x 768 this
+  conv with the SiLU after it runs forward+backward about 2-3x faster (benchmarks/titans_memory.py
+  measures the whole layer): conv1d works channels-first, so its output reaches the SiLU
+  transposed, and mixing layouts makes the SiLU's backward about 10x slower.
+
 Index letters: b batch, n tokens, c channels, w window.
 """
 
@@ -8,6 +17,41 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def causal_conv_reference(xt: Tensor, weight: Tensor) -> Tensor:
+    """``y_t[c] = sum_j weight[c, j] xt_{t+j}[c]`` for ``xt [b, w-1+n, c]``, ``weight [c, w]``: ``[b, n, c]``."""
+    return F.conv1d(xt.transpose(1, 2), weight.unsqueeze(1), groups=weight.shape[0]).transpose(1, 2)
+
+
+class _ShiftedSum(torch.autograd.Function):
+    """:func:`causal_conv_reference` as ``w`` multiply-adds of shifted token slices."""
+
+    @staticmethod
+    def forward(ctx, xt: Tensor, weight: Tensor) -> Tensor:
+        w = weight.t().contiguous()  # [w, c]: contiguous rows broadcast fast
+        n = xt.shape[1] - w.shape[0] + 1
+        y = xt[:, :n] * w[0]
+        for j in range(1, w.shape[0]):
+            y.addcmul_(xt[:, j : j + n], w[j])
+        ctx.save_for_backward(xt, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor]:
+        xt, w = ctx.saved_tensors
+        n = dy.shape[1]
+        dxt = torch.zeros_like(xt)
+        dw = torch.empty_like(w)  # [w, c]
+        for j in range(w.shape[0]):
+            dxt[:, j : j + n].addcmul_(dy, w[j])  # y_t reads xt_{t+j}
+            dw[j] = torch.linalg.vecdot(dy, xt[:, j : j + n], dim=1).sum(0)  # sum over b and t
+        return dxt, dw.t()
+
+
+def causal_conv(xt: Tensor, weight: Tensor) -> Tensor:
+    """The fast form of :func:`causal_conv_reference` (same arguments and result)."""
+    return _ShiftedSum.apply(xt.contiguous(), weight)
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -30,6 +74,6 @@ class CausalDepthwiseConv(nn.Module):
 
     def forward(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
         """``x [b, n, c]``, ``cache [b, c, w-1]`` -> ``(y [b, n, c], new cache)``."""
-        xt = torch.cat((cache.to(x.dtype), x.transpose(1, 2)), dim=-1)  # [b, c, w-1+n]
-        y = F.conv1d(xt, self.weight.to(x.dtype), groups=self.channels)  # [b, c, n]
-        return y.transpose(1, 2), xt[..., xt.shape[-1] - (self.window - 1) :]
+        xt = torch.cat((cache.to(x.dtype).transpose(1, 2), x), dim=1)  # [b, w-1+n, c]
+        y = causal_conv(xt, self.weight[:, 0].to(x.dtype))
+        return y, xt[:, xt.shape[1] - (self.window - 1) :].transpose(1, 2).contiguous()

@@ -206,6 +206,14 @@ class NeuralMemory(nn.Module):
         return self.output(y, x), NeuralMemoryState(memory_state, conv_cache)
 
     def output(self, y: Tensor, x: Tensor) -> Tensor:
-        """Memory reads ``y [b*h, n, d]`` to the layer output ``[b, n, D]``: norm, gate by ``x``, project."""
-        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=x.shape[0])
-        return self.to_out(y * F.silu(self.to_gate(x)))
+        """Memory reads ``y [b*h, n, d]`` to the layer output ``[b, n, D]`` (see :func:`gated_readout`)."""
+        return gated_readout(y, x, self.out_norm, self.to_gate, self.to_out)
+
+
+def gated_readout(y: Tensor, x: Tensor, norm: nn.RMSNorm, gate: nn.Linear, proj: nn.Linear) -> Tensor:
+    """Reads ``y [b*h, n, d]`` -> ``proj(norm(y) * SiLU(gate(x)))`` ``[b, n, D]``: output norm and gate.
+
+    The norm runs in its weight's dtype (under autocast the reads arrive in bf16).
+    """
+    y = rearrange(norm(y.to(norm.weight.dtype)), "(b h) n d -> b n (h d)", b=x.shape[0])
+    return proj(y * F.silu(gate(x)))

@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from hope_lite.functional import MemoryState, init_state
 from hope_lite.layers.conv import CausalDepthwiseConv
-from hope_lite.layers.neural_memory import logit
+from hope_lite.layers.neural_memory import gated_readout, logit
 from hope_lite.memory import ResidualMLPMemory
 from hope_lite.rules.dgd import dgd_update_chunked, dgd_update_reference
 from hope_lite.scan import chunk_segments
@@ -265,6 +265,5 @@ class SelfModifyingTitans(nn.Module):
         # y_t = M_memory,anchor(q_t) and M_memory's own DGD writes (NL eq 83, 86-88, 90)
         y, memory = rule(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
                          **opts, **extra)
-        y = rearrange(self.out_norm(y), "(b h) n d -> b n (h d)", b=b)
-        out = self.to_out(y * F.silu(self.to_gate(x)))
+        out = gated_readout(y, x, self.out_norm, self.to_gate, self.to_out)
         return out, SelfModifyingState(memory, other, conv)

@@ -1,0 +1,22 @@
+"""The GPU check script runs end to end (tiny sizes on the CPU), so it is ready when a GPU is."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def test_gpu_check_smoke_runs_and_writes_results(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # dataclasses look their module up
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check.main(["--smoke", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [c["ok"] for c in results["checks"]] == [True, True, True]
+    assert {(r["seq"], r["mode"]) for r in results["layer"]} == {(s, m) for s in (256, 1024) for m in ("fwd", "fwdbwd")}
+    assert all(r["tokens_per_s"] > 0 for r in results["layer"] + results["models"])
+    assert [m["kind"] for m in results["models"]] == ["transformer", "hope"]
