@@ -95,6 +95,7 @@ def test_bad_inputs_and_foreign_state_raise():
         layer(torch.randn(2, 4, 12), linear_state)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     layer = small()
