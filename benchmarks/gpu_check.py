@@ -8,8 +8,9 @@
    and the chunked path against the per-token reference in float64 on the device.
 2. Layer throughput under bf16 autocast (memory state kept in float32): dim 256, 4 heads of 64,
    2-layer MLP memory with 4x hidden, chunk 64, batch 1, sequence 16,384 and 262,144; forward and
-   forward+backward; median of the timed runs after a warm-up; peak device memory. At 262,144
-   tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16).
+   forward+backward; median of 3 timed runs after a warm-up; peak device memory. At 262,144
+   tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16). Baseline in the same
+   run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced.
 3. Models under bf16 autocast: training-step tokens/s of TransformerLM-small and HopeLM-small
    (batch 4 x 2,048 tokens), with model FLOPs utilisation: matmul FLOPs of one step
    (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
@@ -26,6 +27,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from unittest import mock
 from pathlib import Path
 
 import torch
@@ -48,7 +50,7 @@ class Sizes:
     model_seq: int
 
 
-FULL = Sizes((16_384, 262_144), 100_000, 5, "small", 4, 2048)
+FULL = Sizes((16_384, 262_144), 100_000, 3, "small", 4, 2048)
 SMOKE = Sizes((256, 1024), 512, 2, "tiny", 1, 64)
 
 
@@ -114,7 +116,10 @@ def peak_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 
 
-def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes) -> dict:
+def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, scan: bool = True) -> dict:
+    if not scan:  # the baseline: every chunk through autograd (hope_lite.functional._run)
+        with mock.patch("hope_lite.functional._scannable", return_value=False):
+            return dict(layer_throughput(seq, mode, device, sizes), path="autograd")
     torch.manual_seed(0)
     group = 16 if seq > sizes.checkpoint_above else 0
     layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group).to(device)
@@ -132,7 +137,7 @@ def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes) ->
     step()
     reset_peak(device)
     median = median_seconds(step, sizes.repeats)
-    return dict(seq=seq, mode=mode, checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
+    return dict(seq=seq, mode=mode, path="scan", checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
                 peak_mb=peak_mb(device))
 
 
@@ -198,12 +203,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [timed(f"layer {seq} {mode}", layer_throughput, seq, mode, device, sizes)
             for seq in sizes.layer_seqs for mode in ("fwd", "fwdbwd")]
+    rows += [timed(f"layer {sizes.layer_seqs[0]} {mode}, autograd path", layer_throughput, sizes.layer_seqs[0],
+                   mode, device, sizes, False) for mode in ("fwd", "fwdbwd")]
     models = [timed(f"model {kind}", model_throughput, kind, device, sizes) for kind in ("transformer", "hope")]
 
-    print(f"\n{'seq':>8} {'mode':>7} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   (layer, bf16 autocast, chunk 64)")
+    print(f"\n{'seq':>8} {'mode':>7} {'path':>9} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   "
+          "(layer, bf16 autocast, chunk 64)")
     for r in rows:
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "n/a"
-        print(f"{r['seq']:>8} {r['mode']:>7} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
+        print(f"{r['seq']:>8} {r['mode']:>7} {r['path']:>9} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
     print(f"\n{'model':>12} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({sizes.model_size}, bf16 autocast, "
           f"training step, {sizes.model_batch} x {sizes.model_seq})")
     for m in models:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["chunk_scan"]
 
@@ -139,10 +140,9 @@ class ChunkScan(torch.autograd.Function):
     """Chunks of equal length c through the depth-2 residual MLP memory; see :func:`chunk_scan`."""
 
     @staticmethod
-    def forward(ctx, k, v, q, mix, w, state2, state1, max_surprise, compute_dtype, group):
+    def forward(ctx, k, v, q, mix, w, state2, state1, max_surprise, compute_dtype, group, save):
         nc = mix.shape[1]
         c = k.shape[1] // nc
-        save = any(ctx.needs_input_grad)
         group = group if save and 0 < group < nc else nc
         with torch.autocast(k.device.type, enabled=False):
             X = torch.cat((k.unflatten(1, (nc, c)), q.unflatten(1, (nc, c))), 2).to(compute_dtype)  # [B, nc, 2c, d]
@@ -162,6 +162,7 @@ class ChunkScan(torch.autograd.Function):
         return torch.cat(ys, 1), state2, state1
 
     @staticmethod
+    @once_differentiable  # the backward is written by hand: no graph through it
     def backward(ctx, dy, dstate2, dstate1):
         mix, w = ctx.saved_tensors
         X, V = ctx.X, ctx.V
@@ -191,7 +192,7 @@ class ChunkScan(torch.autograd.Function):
                     dstate1 = _state_backward(dstate1, mix[:, j], dW1)
         kd, vd, qd = ctx.dtypes
         dk, dq = (dX[:, :, i * c : (i + 1) * c].flatten(1, 2) for i in (0, 1))
-        return dk.to(kd), dV.flatten(1, 2).to(vd), dq.to(qd), dmix, dw, dstate2, dstate1, None, None, None
+        return dk.to(kd), dV.flatten(1, 2).to(vd), dq.to(qd), dmix, dw, dstate2, dstate1, None, None, None, None
 
 
 def chunk_scan(k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor, stacked: tuple[Tensor, Tensor],
@@ -211,5 +212,7 @@ def chunk_scan(k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor, stacked:
     """
     dev = k.device.type
     compute = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else stacked[0].dtype
-    y, s2, s1 = ChunkScan.apply(k, v, q, mix, w, *stacked, max_surprise, compute, checkpoint_chunks)
+    inputs = (k, v, q, mix, w, *stacked)
+    save = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)  # else keep nothing
+    y, s2, s1 = ChunkScan.apply(*inputs, max_surprise, compute, checkpoint_chunks, save)
     return y, (s2, s1)

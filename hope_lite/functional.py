@@ -10,7 +10,9 @@ For every token t, with anchor(t) the memory's state at the start of t's chunk o
 Two implementations, equal in float64 (tests/test_functional.py):
 
 - :func:`titans_update_reference`: the literal per-token loop above, gradients by ``torch.func``.
-- :func:`titans_update_chunked`: per-token semantics at per-chunk cost. Unrolling the two
+- :func:`titans_update_chunked`: per-token semantics at per-chunk cost (for the default depth-2
+  MLP memory its whole chunks run through :mod:`hope_lite.chunk_scan`, the same arithmetic with a
+  backward written by hand, itself tested against the autograd path here). Unrolling the two
   recurrences over a chunk of c tokens gives (eq 16 and eq 18 with momentum)
 
       S_end = E S_0 - sum_i theta_i prod_{j>i} eta_j u_i
