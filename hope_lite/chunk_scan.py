@@ -1,23 +1,28 @@
 """Whole chunks of the Titans rule for the default memory, differentiated by hand.
 
 The readable fast path, :func:`hope_lite.functional._run`, lets autograd record every small
-operation of every chunk: about 600 tensor calls per chunk, forward and backward, so on a CPU a
-chunk costs its bookkeeping more than its arithmetic. :class:`ChunkScan` runs the same chunks for
-the residual MLP memory of depth 2 (NL eq 89, the default) with no autograd graph and writes the
-backward out below, about 60 calls per chunk. It agrees with ``_run`` (and so with the per-token
-reference) in float64, outputs and every gradient (tests/test_chunk_scan.py).
+operation of every chunk: graph nodes, saved tensors, and gradient buffers that are filled with
+zeros and accumulated into, per chunk. :class:`ChunkScan` runs the same chunks for the residual MLP
+memory of depth 2 (NL eq 89, the default) with no autograd graph and writes the backward out
+below. It agrees with ``_run`` (and so with the per-token reference) in float64, outputs and every
+gradient (tests/test_chunk_scan.py). Measured forward+backward of the whole layer (dim 256, 4
+heads, 4,096 tokens; benchmarks/titans_memory.py has the table): about 1.3x (b = 64) and 1.2x
+(b = 16) the tokens/s of ``_run`` on 2 CPU threads, and 1.2x on an H100 under bf16 autocast
+(benchmarks/gpu_check.py); it also keeps less for the backward.
 
 One chunk of c tokens, per memory (``W2 [h, d]`` then ``W1 [d, h]``: ``M(x) = x + W1 silu(W2 x)``),
-keys and queries read the chunk-start weights together, ``X = [K; Q]``:
+at the chunk-start weights:
 
-    Z = X W2^T,  s = sigmoid(Z),  A = Z s,  O = X + A W1^T         (read; Y = O_Q, Titans eq 15)
-    E = O_K - V,  D = (E W1) * silu'(Z_K)                          (layer signals of eq 12)
-    f_i = min(1, max_surprise / ||u_i||),  ||u_i||^2 = 4 (|D_i|^2 |K_i|^2 + |E_i|^2 |A_K,i|^2)
-    g1[r] = sum_i w_i[r] f_i E_i A_K,i^T,  g2[r] = sum_i w_i[r] f_i D_i K_i^T   (r: S or M)
+    Z = K W2^T,  A = silu(Z),  E = K + A W1^T - V,  D = (E W1) * silu'(Z)    (signals of eq 12)
+    f_i = min(1, max_surprise / ||u_i||),  ||u_i||^2 = 4 (|D_i|^2 |K_i|^2 + |E_i|^2 |A_i|^2)
+    g1[r] = sum_i w_i[r] f_i E_i A_i^T,  g2[r] = sum_i w_i[r] f_i D_i K_i^T   (r: S or M)
     [S; M]_end = mix [S; M]_0 + g                                  (eq 16-18, per layer)
+    Y = Q + silu(Q W2^T) W1^T                                      (the read, eq 15)
 
-with ``mix`` and ``w`` from :func:`hope_lite.functional._transition`. Matrix products run in the
-compute dtype (bf16 under autocast), the state update in the state's dtype.
+with ``mix`` and ``w`` from :func:`hope_lite.functional._transition`. Writes run chunk after chunk;
+reads need only each chunk's start weights, so they run after the writes, 16 chunks in one batched
+product. Matrix products run in the compute dtype (bf16 under autocast), the state update in the
+state's dtype.
 
 Index letters: B memories, c tokens in a chunk, d features, h hidden features, r S or M.
 """
@@ -42,41 +47,37 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.linalg.vecdot(a, b)
 
 
-def _read_and_signals(W2: Tensor, W1: Tensor, X: Tensor, V: Tensor, w: Tensor, max_surprise: float | None):
-    """Forward of one chunk: ``(y, g2, g1, saved)`` (see the module docstring)."""
-    c = V.shape[1]
-    Z = X @ W2.mT  # [B, 2c, h]
+def _write(W2: Tensor, W1: Tensor, K: Tensor, V: Tensor, w: Tensor, max_surprise: float | None):
+    """The write of one chunk at its anchor ``(W2, W1)``: ``(g2, g1, saved)`` (module docstring)."""
+    Z = K @ W2.mT  # [B, c, h]
     A = F.silu(Z)
-    O = torch.baddbmm(X, A, W1.mT)  # X + A W1^T: [B, 2c, d]
-    E = O[:, :c] - V  # [B, c, d]
-    K, AK = X[:, :c], A[:, :c]
+    E = torch.baddbmm(K, A, W1.mT) - V  # M(K) - V: [B, c, d]
     P = E @ W1  # [B, c, h]
-    D = _silu_grad(P, Z[:, :c])  # P * silu'(Z_K)
+    D = _silu_grad(P, Z)  # P * silu'(Z)
     f = norm = None
     if max_surprise is not None:  # u_i <- u_i min(1, max_surprise / ||u_i||)
-        sq = _rowdot(D, D) * _rowdot(K, K) + _rowdot(E, E) * _rowdot(AK, AK)
+        sq = _rowdot(D, D) * _rowdot(K, K) + _rowdot(E, E) * _rowdot(A, A)
         norm = 2 * sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [B, c]
         f = (max_surprise / norm).clamp(max=1.0)
         w = w * f.unsqueeze(-1).to(w.dtype)
-    wc = w.to(X.dtype).unsqueeze(-1)  # [B, c, 2, 1]
+    wc = w.to(K.dtype).unsqueeze(-1)  # [B, c, 2, 1]
     weighted1 = (E.unsqueeze(2) * wc).flatten(2)  # [B, c, 2d]: w_i[r] E_i
     weighted2 = (D.unsqueeze(2) * wc).flatten(2)  # [B, c, 2h]: w_i[r] D_i
-    g1 = weighted1.mT @ AK  # [B, 2d, h]
+    g1 = weighted1.mT @ A  # [B, 2d, h]
     g2 = weighted2.mT @ K  # [B, 2h, d]
-    return O[:, c:], g2, g1, (Z, A, E, P, D, f, norm, w, weighted1, weighted2)
+    return g2, g1, (Z, A, E, P, D, f, norm, w, weighted1, weighted2)
 
 
-def _chunk_backward(W2, W1, X, w_in, saved, dY, dg2, dg1):
-    """Backward of :func:`_read_and_signals`: ``(dX, dV, dw, dW2, dW1)`` from ``dY, dg2, dg1``."""
+def _write_backward(W2, W1, K, w_in, saved, dg2, dg1):
+    """Backward of :func:`_write`: ``(dK, dV, dw, dW2, dW1)`` from ``dg2, dg1``."""
     Z, A, E, P, D, f, norm, w, weighted1, weighted2 = saved
     B, c, d = E.shape
     h = D.shape[-1]
-    K, AK, ZK = X[:, :c], A[:, :c], Z[:, :c]
-    w0, w1 = w.to(X.dtype).unsqueeze(-1).unbind(2)  # [B, c, 1] each
-    # g1 = weighted1^T A_K and g2 = weighted2^T K, weighted = w_i[r] (E_i or D_i)
-    T1 = (AK @ dg1.mT).view(B, c, 2, d)  # d/d weighted1
+    w0, w1 = w.to(K.dtype).unsqueeze(-1).unbind(2)  # [B, c, 1] each
+    # g1 = weighted1^T A and g2 = weighted2^T K, weighted = w_i[r] (E_i or D_i)
+    T1 = (A @ dg1.mT).view(B, c, 2, d)  # d/d weighted1
     T2 = (K @ dg2.mT).view(B, c, 2, h)  # d/d weighted2
-    dAK = weighted1 @ dg1  # [B, c, h]
+    dA = weighted1 @ dg1  # [B, c, h]
     dK = weighted2 @ dg2  # [B, c, d]
     dE = torch.addcmul(T1[:, :, 0] * w0, T1[:, :, 1], w1)
     dD = torch.addcmul(T2[:, :, 0] * w0, T2[:, :, 1], w1)
@@ -85,27 +86,35 @@ def _chunk_backward(W2, W1, X, w_in, saved, dY, dg2, dg1):
         df = _rowdot(dw, w_in)
         dw = dw * f.unsqueeze(-1)
         # where clipped: df/dsq = -2 f / norm^2; d sq / dD = 2 |K|^2 D and so on
-        dsq2 = torch.where(f < 1, -4 * df * f / norm.square(), torch.zeros_like(df)).to(X.dtype).unsqueeze(-1)
+        dsq2 = torch.where(f < 1, -4 * df * f / norm.square(), torch.zeros_like(df)).to(K.dtype).unsqueeze(-1)
         dD.addcmul_(D, dsq2 * _rowdot(K, K).unsqueeze(-1))
         dK.addcmul_(K, dsq2 * _rowdot(D, D).unsqueeze(-1))
-        dE.addcmul_(E, dsq2 * _rowdot(AK, AK).unsqueeze(-1))
-        dAK.addcmul_(AK, dsq2 * _rowdot(E, E).unsqueeze(-1))
-    # D = P * silu'(Z_K), P = E W1
-    dP = _silu_grad(dD, ZK)
+        dE.addcmul_(E, dsq2 * _rowdot(A, A).unsqueeze(-1))
+        dA.addcmul_(A, dsq2 * _rowdot(E, E).unsqueeze(-1))
+    # D = P * silu'(Z), P = E W1
+    dP = _silu_grad(dD, Z)
     dE = torch.baddbmm(dE, dP, W1.mT)
     dW1 = E.mT @ dP  # [B, d, h]
-    # O = X + A W1^T; E = O_K - V; Y = O_Q
-    dO = torch.cat((dE, dY.to(dE.dtype)), 1)  # [B, 2c, d]
-    dA = dO @ W1  # [B, 2c, h]
-    dA[:, :c] += dAK
-    dW1 = torch.baddbmm(dW1, dO.mT, A)
-    dZ = _silu_grad(dA, Z)
-    s = torch.sigmoid(ZK)  # silu''(z) = s (1 - s) (2 + z (1 - 2 s)), times dD * P
-    dZ[:, :c] += (dD * P) * (s - s * s) * torch.addcmul(ZK, ZK, s, value=-2).add_(2)
-    dX = torch.baddbmm(dO, dZ, W2)  # [B, 2c, d]
-    dX[:, :c] += dK
-    dW2 = dZ.mT @ X  # [B, h, d]
-    return dX, -dE, dw, dW2, dW1
+    # E = K + A W1^T - V, A = silu(Z), Z = K W2^T
+    dA = torch.baddbmm(dA, dE, W1)
+    dW1 = torch.baddbmm(dW1, dE.mT, A)
+    s = torch.sigmoid(Z)  # silu''(z) = s (1 - s) (2 + z (1 - 2 s)), times dD * P
+    dZ = _silu_grad(dA, Z).addcmul_(dD * P, (s - s * s) * torch.addcmul(Z, Z, s, value=-2).add_(2))
+    dK = torch.baddbmm(dK.add_(dE), dZ, W2)  # [B, c, d]
+    dW2 = dZ.mT @ K  # [B, h, d]
+    return dK, -dE, dw, dW2, dW1
+
+
+def _read(W2: Tensor, W1: Tensor, Q: Tensor) -> Tensor:
+    """``Y = M(Q) = Q + silu(Q W2^T) W1^T`` for a block of chunks at once: ``Q [B, G, c, d]``, ``W [B, G, ...]``."""
+    return Q + F.silu(Q @ W2.mT) @ W1.mT
+
+
+def _read_backward(W2: Tensor, W1: Tensor, Q: Tensor, dY: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Backward of :func:`_read` (recomputing its activations): ``(dQ, dW2, dW1)``."""
+    Z = Q @ W2.mT
+    dZ = _silu_grad(dY @ W1, Z)
+    return dY + dZ @ W2, dZ.mT @ Q, dY.mT @ F.silu(Z)
 
 
 def _state_backward(d_after: Tensor, mix: Tensor, dW: Tensor) -> Tensor:
@@ -117,82 +126,94 @@ def _state_backward(d_after: Tensor, mix: Tensor, dW: Tensor) -> Tensor:
     return d_before
 
 
-def _forward_chunks(X, V, mix, w, state2, state1, max_surprise, chunks: range, save: bool):
-    """Chunks ``chunks`` from ``(state2, state1)``: ``(ys, state2, state1, record)``.
+def _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks: range, save: bool):
+    """The writes of chunks ``chunks`` from ``(state2, state1)``: ``(starts, state2, state1, saved)``.
 
-    ``record`` (if ``save``) holds each chunk's start state and activations, for the backward.
+    ``starts`` holds each chunk's start state (its anchor is ``[:, 1]``); ``saved`` (if ``save``)
+    each chunk's activations, for the backward.
     """
-    B, cdt = mix.shape[0], X.dtype
-    ys, record = [], []
+    B, cdt = mix.shape[0], K.dtype
+    starts, saved = [], []
     for j in chunks:
+        starts.append((state2, state1))
         W2, W1 = state2[:, 1].to(cdt), state1[:, 1].to(cdt)  # the anchor M_0
-        y, g2, g1, acts = _read_and_signals(W2, W1, X[:, j], V[:, j], w[:, j], max_surprise)
-        ys.append(y)
+        g2, g1, acts = _write(W2, W1, K[:, j], V[:, j], w[:, j], max_surprise)
         if save:
-            record.append((j, state2, state1, acts))
+            saved.append(acts)
         # [S; M]_end = mix [S; M]_0 + g, in the state's dtype
         state2 = torch.baddbmm(g2.to(state2.dtype).view(B, 2, -1), mix[:, j], state2.flatten(2)).view_as(state2)
         state1 = torch.baddbmm(g1.to(state1.dtype).view(B, 2, -1), mix[:, j], state1.flatten(2)).view_as(state1)
-    return ys, state2, state1, record
+    return starts, state2, state1, saved
+
+
+def _anchors(starts: list, cdt: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The block's anchors stacked for a batched read: ``[B, G, h, d]``, ``[B, G, d, h]``."""
+    return tuple(torch.stack([s[:, 1] for s in layer], 1).to(cdt) for layer in zip(*starts))
+
+
+READ_BLOCK = 16  # chunks whose reads are batched together (bounds the stacked anchors' memory)
 
 
 class ChunkScan(torch.autograd.Function):
-    """Chunks of equal length c through the depth-2 residual MLP memory; see :func:`chunk_scan`."""
+    """Chunks of equal length c through the depth-2 residual MLP memory; see :func:`chunk_scan`.
+
+    Writes run chunk by chunk (each needs the state the previous one left); reads need only each
+    chunk's anchor, so they run afterwards, a block of chunks in one batched product.
+    """
 
     @staticmethod
     def forward(ctx, k, v, q, mix, w, state2, state1, max_surprise, compute_dtype, group, save):
         nc = mix.shape[1]
         c = k.shape[1] // nc
-        group = group if save and 0 < group < nc else nc
+        block = group if save and 0 < group < nc else READ_BLOCK  # with checkpointing: a group
+        recompute = save and 0 < group < nc
         with torch.autocast(k.device.type, enabled=False):
-            X = torch.cat((k.unflatten(1, (nc, c)), q.unflatten(1, (nc, c))), 2).to(compute_dtype)  # [B, nc, 2c, d]
-            V = v.unflatten(1, (nc, c)).to(compute_dtype)
-            ys, ctx.groups = [], []
-            for g0 in range(0, nc, group):  # with checkpointing, keep only each group's start state
-                chunks = range(g0, min(g0 + group, nc))
-                start = (state2, state1)
-                y, state2, state1, record = _forward_chunks(X, V, mix, w, *start, max_surprise, chunks,
-                                                            save and group == nc)
-                ys += y
-                if save:
-                    ctx.groups.append((chunks, start, record))
+            K, V, Q = (x.unflatten(1, (nc, c)).to(compute_dtype) for x in (k, v, q))  # [B, nc, c, d]
+            ys, ctx.blocks = [], []
+            for b0 in range(0, nc, block):
+                chunks = range(b0, min(b0 + block, nc))
+                starts, state2, state1, saved = _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks,
+                                                              save and not recompute)
+                ys.append(_read(*_anchors(starts, compute_dtype), Q[:, chunks.start : chunks.stop]))
+                if save:  # with checkpointing, only the block's start state
+                    ctx.blocks.append((chunks, starts[:1] if recompute else starts, saved))
         if save:
             ctx.save_for_backward(mix, w)
-            ctx.X, ctx.V, ctx.max_surprise, ctx.dtypes = X, V, max_surprise, (k.dtype, v.dtype, q.dtype)
-        return torch.cat(ys, 1), state2, state1
+            ctx.KVQ, ctx.max_surprise, ctx.dtypes = (K, V, Q), max_surprise, (k.dtype, v.dtype, q.dtype)
+        return torch.cat(ys, 1).flatten(1, 2), state2, state1
 
     @staticmethod
     @once_differentiable  # the backward is written by hand: no graph through it
     def backward(ctx, dy, dstate2, dstate1):
         mix, w = ctx.saved_tensors
-        X, V = ctx.X, ctx.V
-        B, nc = mix.shape[:2]
-        c = X.shape[2] // 2
-        cdt = X.dtype
-        with torch.autocast(X.device.type, enabled=False):
-            dX, dV = torch.empty_like(X), torch.empty_like(V)
+        K, V, Q = ctx.KVQ
+        nc, c = K.shape[1:3]
+        cdt = K.dtype
+        with torch.autocast(K.device.type, enabled=False):
+            dK, dV, dQ = torch.empty_like(K), torch.empty_like(V), torch.empty_like(Q)
             dw, dmix = torch.empty_like(w), torch.empty_like(mix)
-            _, (start2, start1), _ = ctx.groups[0]
+            (start2, start1), = ctx.blocks[0][1][:1]
             dstate2 = torch.zeros_like(start2) if dstate2 is None else dstate2
             dstate1 = torch.zeros_like(start1) if dstate1 is None else dstate1
-            dY = (torch.zeros_like(X[:, :, c:]) if dy is None else dy.unflatten(1, (nc, c)))
-            for chunks, start, record in reversed(ctx.groups):
-                if not record:  # checkpointed: recompute this group's forward from its start state
-                    record = _forward_chunks(X, V, mix, w, *start, ctx.max_surprise, chunks, True)[3]
-                for j, state2, state1, acts in reversed(record):
+            dY = torch.zeros_like(Q) if dy is None else dy.unflatten(1, (nc, c)).to(cdt)
+            for chunks, starts, saved in reversed(ctx.blocks):
+                if not saved:  # checkpointed: recompute this block's writes from its start state
+                    starts, _, _, saved = _write_chunks(K, V, mix, w, *starts[0], ctx.max_surprise, chunks, True)
+                b0, b1 = chunks.start, chunks.stop
+                dQ[:, b0:b1], dW2_read, dW1_read = _read_backward(*_anchors(starts, cdt), Q[:, b0:b1], dY[:, b0:b1])
+                for i in reversed(range(len(chunks))):
+                    j, (state2, state1) = b0 + i, starts[i]
                     # [S; M]_end = mix [S; M]_0 + g
                     dmix[:, j] = dstate2.flatten(2) @ state2.flatten(2).mT + dstate1.flatten(2) @ state1.flatten(2).mT
                     dg2, dg1 = dstate2.to(cdt).flatten(1, 2), dstate1.to(cdt).flatten(1, 2)  # [B, 2h, d], [B, 2d, h]
                     W2, W1 = state2[:, 1].to(cdt), state1[:, 1].to(cdt)
-                    dX[:, j], dV[:, j], dw[:, j], dW2, dW1 = _chunk_backward(
-                        W2, W1, X[:, j], w[:, j], acts, dY[:, j], dg2, dg1
-                    )
-                    # the chunk read and differentiated its start weights M_0: dW joins dM_0
-                    dstate2 = _state_backward(dstate2, mix[:, j], dW2)
-                    dstate1 = _state_backward(dstate1, mix[:, j], dW1)
+                    dK[:, j], dV[:, j], dw[:, j], dW2, dW1 = _write_backward(W2, W1, K[:, j], w[:, j], saved[i], dg2, dg1)
+                    # the chunk read and differentiated its anchor M_0: both gradients join dM_0
+                    dstate2 = _state_backward(dstate2, mix[:, j], dW2.add_(dW2_read[:, i]))
+                    dstate1 = _state_backward(dstate1, mix[:, j], dW1.add_(dW1_read[:, i]))
         kd, vd, qd = ctx.dtypes
-        dk, dq = (dX[:, :, i * c : (i + 1) * c].flatten(1, 2) for i in (0, 1))
-        return dk.to(kd), dV.flatten(1, 2).to(vd), dq.to(qd), dmix, dw, dstate2, dstate1, None, None, None, None
+        dk, dv, dq = (x.flatten(1, 2).to(t) for x, t in ((dK, kd), (dV, vd), (dQ, qd)))
+        return dk, dv, dq, dmix, dw, dstate2, dstate1, None, None, None, None
 
 
 def chunk_scan(k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor, stacked: tuple[Tensor, Tensor],

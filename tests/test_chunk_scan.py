@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from hope_lite.chunk_scan import chunk_scan
+from hope_lite.chunk_scan import READ_BLOCK, chunk_scan
 from hope_lite.functional import _run, _segment_transitions
 from hope_lite.memory import ResidualMLPMemory
 
@@ -36,10 +36,12 @@ def by_scan(memory, k, v, q, mix, w, s2, s1, c, max_surprise, checkpoint_chunks=
     return y, s2, s1
 
 
-@pytest.mark.parametrize("max_surprise, checkpoint_chunks", [(None, 0), (4.0, 0), (4.0, 3), (None, 1)])
-def test_scan_matches_autograd_path_outputs_and_all_gradients(max_surprise, checkpoint_chunks):
-    """Also with the backward recomputing groups of chunks (3 of 4 chunks: a short last group)."""
-    memory, tensors, c = inputs()
+@pytest.mark.parametrize("max_surprise, checkpoint_chunks, chunks", [
+    (None, 0, 4), (4.0, 0, 4), (4.0, 3, 4), (None, 1, 4), (4.0, 0, READ_BLOCK + 2)])
+def test_scan_matches_autograd_path_outputs_and_all_gradients(max_surprise, checkpoint_chunks, chunks):
+    """Also with the backward recomputing groups of chunks (3 of 4 chunks: a short last group), and
+    with more chunks than one batched read takes."""
+    memory, tensors, c = inputs(nc=chunks, c=5 if chunks < 8 else 2)
     results = []
     scan = functools.partial(by_scan, checkpoint_chunks=checkpoint_chunks)
     for run in (by_autograd, scan):
