@@ -5,7 +5,8 @@
 
 Each measurement runs in a fresh subprocess (so peak RSS belongs to it alone) with 2 threads:
 median tokens/s of >= 5 timed runs after a warm-up, forward and forward+backward. Compared in the
-same run: the per-token reference loop (hope_lite's specification) and, if the `peers` extra is
+same run: the per-token reference loop (hope_lite's specification), the autograd path that the
+hand-differentiated chunk scan replaced ("hope_lite_autograd"), and, if the `peers` extra is
 installed (`pip install -e ".[peers]"`), titans-pytorch's NeuralMemory at the same sizes, at its
 default batch_size=None (every chunk's gradient taken at the sequence-start weights) and at
 batch_size=b (weights refreshed every chunk, as hope_lite does). Also a forward-only stream of
@@ -43,6 +44,11 @@ LOWMEM_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 def build(impl: str, chunk: int):
     """The layer under test: dim 256, 4 heads of 64, 2-layer MLP memory with 4x hidden."""
+    if impl == "hope_lite_autograd":  # every chunk through autograd, as before the chunk scan
+        import hope_lite.functional
+
+        hope_lite.functional._scannable = lambda memory: False  # this worker process only
+        impl = "hope_lite"
     if impl in ("hope_lite", "hope_lite_lowmem", "reference"):
         from hope_lite.layers import NeuralMemory
 
@@ -120,7 +126,8 @@ def jobs(args) -> list[dict]:
     peers = ("titans_pytorch", "titans_pytorch_bs") if args.peers else ()
     todo = []
     for chunk in args.chunks:
-        todo += [dict(base, impl=i, seq=args.peer_seq, chunk=chunk) for i in ("hope_lite", *peers)]
+        todo += [dict(base, impl=i, seq=args.peer_seq, chunk=chunk)
+                 for i in ("hope_lite", "hope_lite_autograd", *peers)]
         todo += [dict(base, impl="hope_lite", seq=1024, chunk=chunk),
                  dict(base, impl="reference", seq=1024, chunk=chunk, repeats=3)]
     for chunk in args.chunks:  # peak RSS at the long sequence
@@ -162,6 +169,10 @@ def report(rows: list[dict], args) -> list[str]:
         if ours_1k and ref:
             lines.append(f"  b={chunk:>2}: hope_lite / per-token reference (seq 1024, fwd+bwd): "
                          f"{ours_1k['tokens_per_s'] / ref['tokens_per_s']:.0f}x  (target >= 50x)")
+        autograd = find(rows, impl="hope_lite_autograd", seq=args.peer_seq, chunk=chunk)
+        if ours and autograd:
+            lines.append(f"  b={chunk:>2}: hope_lite / hope_lite_autograd tokens/s (seq {args.peer_seq}, fwd+bwd): "
+                         f"{ours['tokens_per_s'] / autograd['tokens_per_s']:.2f}x  (the chunk scan's gain)")
         for impl in ("titans_pytorch", "titans_pytorch_bs"):
             peer = find(rows, impl=impl, seq=args.peer_seq, chunk=chunk)
             if ours and peer:
