@@ -51,7 +51,7 @@ def _write(W2: Tensor, W1: Tensor, K: Tensor, V: Tensor, w: Tensor, max_surprise
     """The write of one chunk at its anchor ``(W2, W1)``: ``(g2, g1, saved)`` (module docstring)."""
     Z = K @ W2.mT  # [B, c, h]
     A = F.silu(Z)
-    E = torch.baddbmm(K, A, W1.mT) - V  # M(K) - V: [B, c, d]
+    E = torch.baddbmm(K, A, W1.mT) - V  # M(K) - V, the error of Titans eq 12: [B, c, d]
     P = E @ W1  # [B, c, h]
     D = _silu_grad(P, Z)  # P * silu'(Z)
     f = norm = None
@@ -63,8 +63,8 @@ def _write(W2: Tensor, W1: Tensor, K: Tensor, V: Tensor, w: Tensor, max_surprise
     wc = w.to(K.dtype).unsqueeze(-1)  # [B, c, 2, 1]
     weighted1 = (E.unsqueeze(2) * wc).flatten(2)  # [B, c, 2d]: w_i[r] E_i
     weighted2 = (D.unsqueeze(2) * wc).flatten(2)  # [B, c, 2h]: w_i[r] D_i
-    g1 = weighted1.mT @ A  # [B, 2d, h]
-    g2 = weighted2.mT @ K  # [B, 2h, d]
+    g1 = weighted1.mT @ A  # sum_i w_i u_i for W1 (Titans eq 16 with momentum): [B, 2d, h]
+    g2 = weighted2.mT @ K  # and for W2: [B, 2h, d]
     return g2, g1, (Z, A, E, P, D, f, norm, w, weighted1, weighted2)
 
 
@@ -86,7 +86,8 @@ def _write_backward(W2, W1, K, w_in, saved, dg2, dg1):
         df = _rowdot(dw, w_in)
         dw = dw * f.unsqueeze(-1)
         # where clipped: df/dsq = -2 f / norm^2; d sq / dD = 2 |K|^2 D and so on
-        dsq2 = torch.where(f < 1, -4 * df * f / norm.square(), torch.zeros_like(df)).to(K.dtype).unsqueeze(-1)
+        dsq2 = torch.where(f < 1, -4 * df * f / norm.square(), torch.zeros_like(df))
+        dsq2 = dsq2.to(K.dtype).unsqueeze(-1)
         dD.addcmul_(D, dsq2 * _rowdot(K, K).unsqueeze(-1))
         dK.addcmul_(K, dsq2 * _rowdot(D, D).unsqueeze(-1))
         dE.addcmul_(E, dsq2 * _rowdot(A, A).unsqueeze(-1))
@@ -106,7 +107,10 @@ def _write_backward(W2, W1, K, w_in, saved, dg2, dg1):
 
 
 def _read(W2: Tensor, W1: Tensor, Q: Tensor) -> Tensor:
-    """``Y = M(Q) = Q + silu(Q W2^T) W1^T`` for a block of chunks at once: ``Q [B, G, c, d]``, ``W [B, G, ...]``."""
+    """``Y = M(Q) = Q + silu(Q W2^T) W1^T`` (Titans eq 15, NL eq 89) for a block of chunks at once.
+
+    ``Q [B, G, c, d]``; ``W2 [B, G, h, d]`` and ``W1 [B, G, d, h]``, each chunk's anchor.
+    """
     return Q + F.silu(Q @ W2.mT) @ W1.mT
 
 
@@ -117,13 +121,23 @@ def _read_backward(W2: Tensor, W1: Tensor, Q: Tensor, dY: Tensor) -> tuple[Tenso
     return dY + dZ @ W2, dZ.mT @ Q, dY.mT @ F.silu(Z)
 
 
-def _state_backward(d_after: Tensor, mix: Tensor, dW: Tensor) -> Tensor:
-    """Gradient of ``[S; M]_0`` from that of ``[S; M]_end = mix [S; M]_0 + g`` and of the anchor read."""
+def _state_update(state: Tensor, mix: Tensor, g: Tensor) -> Tensor:
+    """``[S; M]_end = mix [S; M]_0 + g`` for one layer: ``state [B, 2, o, i]``, ``mix [B, 2, 2]``."""
+    B = state.shape[0]
+    return torch.baddbmm(g.to(state.dtype).view(B, 2, -1), mix, state.flatten(2)).view_as(state)
+
+
+def _state_backward(d_after: Tensor, state: Tensor, mix: Tensor, dW: Tensor) -> tuple[Tensor, Tensor]:
+    """Backward of :func:`_state_update` plus ``dW``, the gradient of the anchor ``M_0`` read.
+
+    Returns the gradients of ``state`` (``[S; M]_0``) and of ``mix`` (``[B, 2, 2]``).
+    """
+    d_mix = d_after.flatten(2) @ state.flatten(2).mT
     s_decay, m_from_s, m_decay = (mix[:, i, j].view(-1, 1, 1) for i, j in ((0, 0), (1, 0), (1, 1)))
     d_before = torch.empty_like(d_after)
     torch.mul(d_after[:, 0], s_decay, out=d_before[:, 0]).addcmul_(d_after[:, 1], m_from_s)
     torch.addcmul(dW.to(d_after.dtype), d_after[:, 1], m_decay, out=d_before[:, 1])
-    return d_before
+    return d_before, d_mix
 
 
 def _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks: range, save: bool):
@@ -132,7 +146,7 @@ def _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks: range, sav
     ``starts`` holds each chunk's start state (its anchor is ``[:, 1]``); ``saved`` (if ``save``)
     each chunk's activations, for the backward.
     """
-    B, cdt = mix.shape[0], K.dtype
+    cdt = K.dtype
     starts, saved = [], []
     for j in chunks:
         starts.append((state2, state1))
@@ -140,9 +154,9 @@ def _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks: range, sav
         g2, g1, acts = _write(W2, W1, K[:, j], V[:, j], w[:, j], max_surprise)
         if save:
             saved.append(acts)
-        # [S; M]_end = mix [S; M]_0 + g, in the state's dtype
-        state2 = torch.baddbmm(g2.to(state2.dtype).view(B, 2, -1), mix[:, j], state2.flatten(2)).view_as(state2)
-        state1 = torch.baddbmm(g1.to(state1.dtype).view(B, 2, -1), mix[:, j], state1.flatten(2)).view_as(state1)
+        # [S; M]_end = mix [S; M]_0 + g (Titans eq 10 and 13 over the chunk), in the state's dtype
+        state2 = _state_update(state2, mix[:, j], g2)
+        state1 = _state_update(state1, mix[:, j], g1)
     return starts, state2, state1, saved
 
 
@@ -172,8 +186,9 @@ class ChunkScan(torch.autograd.Function):
             ys, ctx.blocks = [], []
             for b0 in range(0, nc, block):
                 chunks = range(b0, min(b0 + block, nc))
-                starts, state2, state1, saved = _write_chunks(K, V, mix, w, state2, state1, max_surprise, chunks,
-                                                              save and not recompute)
+                starts, state2, state1, saved = _write_chunks(
+                    K, V, mix, w, state2, state1, max_surprise, chunks, save and not recompute
+                )
                 ys.append(_read(*_anchors(starts, compute_dtype), Q[:, chunks.start : chunks.stop]))
                 if save:  # with checkpointing, only the block's start state
                     ctx.blocks.append((chunks, starts[:1] if recompute else starts, saved))
@@ -192,32 +207,39 @@ class ChunkScan(torch.autograd.Function):
         with torch.autocast(K.device.type, enabled=False):
             dK, dV, dQ = torch.empty_like(K), torch.empty_like(V), torch.empty_like(Q)
             dw, dmix = torch.empty_like(w), torch.empty_like(mix)
-            (start2, start1), = ctx.blocks[0][1][:1]
+            start2, start1 = ctx.blocks[0][1][0]  # the scan's start state: shapes for zero gradients
             dstate2 = torch.zeros_like(start2) if dstate2 is None else dstate2
             dstate1 = torch.zeros_like(start1) if dstate1 is None else dstate1
             dY = torch.zeros_like(Q) if dy is None else dy.unflatten(1, (nc, c)).to(cdt)
             for chunks, starts, saved in reversed(ctx.blocks):
                 if not saved:  # checkpointed: recompute this block's writes from its start state
-                    starts, _, _, saved = _write_chunks(K, V, mix, w, *starts[0], ctx.max_surprise, chunks, True)
+                    starts, _, _, saved = _write_chunks(
+                        K, V, mix, w, *starts[0], ctx.max_surprise, chunks, True
+                    )
                 b0, b1 = chunks.start, chunks.stop
-                dQ[:, b0:b1], dW2_read, dW1_read = _read_backward(*_anchors(starts, cdt), Q[:, b0:b1], dY[:, b0:b1])
+                anchors = _anchors(starts, cdt)
+                dQ[:, b0:b1], dW2_read, dW1_read = _read_backward(*anchors, Q[:, b0:b1], dY[:, b0:b1])
                 for i in reversed(range(len(chunks))):
                     j, (state2, state1) = b0 + i, starts[i]
-                    # [S; M]_end = mix [S; M]_0 + g
-                    dmix[:, j] = dstate2.flatten(2) @ state2.flatten(2).mT + dstate1.flatten(2) @ state1.flatten(2).mT
-                    dg2, dg1 = dstate2.to(cdt).flatten(1, 2), dstate1.to(cdt).flatten(1, 2)  # [B, 2h, d], [B, 2d, h]
+                    dg2 = dstate2.to(cdt).flatten(1, 2)  # [B, 2h, d]
+                    dg1 = dstate1.to(cdt).flatten(1, 2)  # [B, 2d, h]
                     W2, W1 = state2[:, 1].to(cdt), state1[:, 1].to(cdt)
-                    dK[:, j], dV[:, j], dw[:, j], dW2, dW1 = _write_backward(W2, W1, K[:, j], w[:, j], saved[i], dg2, dg1)
+                    dK[:, j], dV[:, j], dw[:, j], dW2, dW1 = _write_backward(
+                        W2, W1, K[:, j], w[:, j], saved[i], dg2, dg1
+                    )
                     # the chunk read and differentiated its anchor M_0: both gradients join dM_0
-                    dstate2 = _state_backward(dstate2, mix[:, j], dW2.add_(dW2_read[:, i]))
-                    dstate1 = _state_backward(dstate1, mix[:, j], dW1.add_(dW1_read[:, i]))
+                    dstate2, dmix2 = _state_backward(dstate2, state2, mix[:, j], dW2.add_(dW2_read[:, i]))
+                    dstate1, dmix1 = _state_backward(dstate1, state1, mix[:, j], dW1.add_(dW1_read[:, i]))
+                    dmix[:, j] = dmix2 + dmix1
         kd, vd, qd = ctx.dtypes
         dk, dv, dq = (x.flatten(1, 2).to(t) for x, t in ((dK, kd), (dV, vd), (dQ, qd)))
         return dk, dv, dq, dmix, dw, dstate2, dstate1, None, None, None, None
 
 
-def chunk_scan(k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor, stacked: tuple[Tensor, Tensor],
-               max_surprise: float | None, checkpoint_chunks: int = 0) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def chunk_scan(
+    k: Tensor, v: Tensor, q: Tensor, mix: Tensor, w: Tensor, stacked: tuple[Tensor, Tensor],
+    max_surprise: float | None, checkpoint_chunks: int = 0,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Whole chunks of the Titans rule for ``ResidualMLPMemory(depth=2)``, differentiable.
 
     Args:
