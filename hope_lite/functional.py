@@ -306,7 +306,7 @@ def titans_update_chunked(
         y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0), max_surprise)
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
-    if body and rec is None and _scannable(memory):  # by hand: several times faster, equal in float64
+    if body and rec is None and _scannable(memory):  # backward by hand, equal in float64
         k_b, v_b, q_b = (torch.cat(x, 1) for x in list(zip(*body))[:3])
         mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:])
         y, stacked = chunk_scan(k_b, v_b, q_b, mix, w, stacked, max_surprise, group)
