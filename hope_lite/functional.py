@@ -307,9 +307,10 @@ def titans_update_chunked(
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
     if body and rec is None and _scannable(memory):  # backward by hand, equal in float64
-        k_b, v_b, q_b = (torch.cat(x, 1) for x in list(zip(*body))[:3])
+        start, end = segments[head][0], segments[len(data) - tail - 1][1]  # the whole chunks' tokens
         mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:])
-        y, stacked = chunk_scan(k_b, v_b, q_b, mix, w, stacked, max_surprise, group)
+        y, stacked = chunk_scan(k[:, start:end], v[:, start:end], q[:, start:end], mix, w, stacked,
+                                max_surprise, group)
         outputs.append(y)
     elif 0 < group < len(body):
         for i in range(0, len(body), group):  # backward recomputes each group from its start state
