@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KERNEL := hope-lite
+# JupyterLab refuses to run as root (containers, cloud machines) unless told it may
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# JupyterLab settings of the environment: no Jupyter news pop-up, no update check
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 # Without a CUDA driver, take torch's CPU build (a local wheel on our CI machines). Users elsewhere
 # can point pip at PyTorch's CPU index: make course TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_CPU ?= torch==2.13.0
@@ -25,9 +29,10 @@ install: $(BIN)/python
 
 kernel: install
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "hope_lite (Python 3)" >/dev/null
+	mkdir -p $(LAB_SETTINGS) && cp tools/jupyterlab/overrides.json $(LAB_SETTINGS)/overrides.json
 
 course: kernel
-	$(BIN)/jupyter lab --ip=127.0.0.1 notebooks/00_start_here.ipynb
+	$(BIN)/jupyter lab --ip=127.0.0.1 $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 test: kernel browser
 	$(BIN)/python -m pytest

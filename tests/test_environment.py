@@ -1,9 +1,19 @@
-"""Set-up files agree: environment.yml vs pyproject, README commands vs CI."""
+"""Set-up files agree: environment.yml vs pyproject, README commands vs CI; `make course` starts."""
 
+import json
+import os
 import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +40,63 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make course" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def _course_command() -> list[str]:
+    """The command ``make course`` ends with (dry run: nothing is installed or started)."""
+    plan = subprocess.run(["make", "-s", "-n", "course"], cwd=ROOT, capture_output=True, text=True, check=True)
+    lab = [line for line in plan.stdout.splitlines() if " lab " in f"{line} " and "jupyter" in line]
+    assert len(lab) == 1, plan.stdout
+    return shlex.split(lab[0])
+
+
+def test_make_course_installs_the_lab_settings_without_news():
+    plan = subprocess.run(["make", "-s", "-n", "kernel"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "cp tools/jupyterlab/overrides.json .venv/share/jupyter/lab/settings/overrides.json" in plan.stdout
+    overrides = json.loads((ROOT / "tools" / "jupyterlab" / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+
+
+@pytest.mark.slow
+def test_make_course_starts_jupyterlab_on_localhost_as_this_user(tmp_path):
+    """The README's main command serves on 127.0.0.1 only, as root too, with the shipped settings."""
+    command = _course_command()
+    assert "--ip=127.0.0.1" in command
+    assert ("--allow-root" in command) == (os.geteuid() == 0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # the same arguments, from this interpreter (the venv's jupyter may not exist outside `make`),
+    # without a browser or a token, reading the shipped settings as the venv does after `make kernel`
+    argv = [sys.executable, "-m", "jupyterlab", *command[2:], "--no-browser", f"--port={port}",
+            "--ServerApp.port_retries=0", "--IdentityProvider.token=",
+            f"--LabApp.app_settings_dir={ROOT / 'tools' / 'jupyterlab'}"]
+    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
+    log = (tmp_path / "lab.log").open("w")
+    server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        plugin = "@jupyterlab/apputils-extension:notification"
+        with urllib.request.urlopen(f"{url}/lab/api/settings/{plugin}", timeout=10) as answer:
+            schema = json.loads(answer.read())["schema"]["properties"]
+        assert schema["fetchNews"]["default"] == "false" and schema["checkForUpdates"]["default"] is False
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()

@@ -186,6 +186,16 @@ def test_bad_names_and_inputs_raise():
         tiny("transformer")(torch.zeros(1, 3, dtype=torch.long), state=((0, None), (0, None)))
 
 
+@pytest.mark.parametrize("kind", KIND_NAMES)
+@pytest.mark.parametrize("bad", [32, 99, -1])
+def test_token_id_outside_the_vocabulary_is_named(kind, bad):
+    tokens = torch.zeros(2, 5, dtype=torch.long)
+    tokens[1, 3] = bad
+    message = rf"tokens\[1, 3\] = {bad} is outside the vocabulary: ids must be in 0 \.\. 31 \(vocab_size=32\)"
+    with pytest.raises(ValueError, match=message):
+        tiny(kind)(tokens)
+
+
 class CountingMixer(nn.Module):
     """A toy stateful mixer: adds the number of tokens seen so far (tests the registry hook)."""
 

@@ -5,6 +5,8 @@ pytest options); here papermill runs each with the small CI parameters, as a use
 parameterised run would.
 """
 
+import json
+import sys
 from pathlib import Path
 
 import nbformat
@@ -52,3 +54,46 @@ def test_runs_with_ci_parameters(path):
     executed = nbformat.read(out, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "FAST = True" in injected[0].source
+
+
+def _layout_checker():
+    """tools/figure_layout.py, or a skip (with the reason) without playwright or chromium."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import figure_layout
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    if figure_layout.chromium_path() is None:
+        pytest.skip("no chromium executable (apt-get install -y chromium, or set HOPE_LITE_CHROMIUM)")
+    return figure_layout
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_every_figure_fits_at_notebook_width():
+    """Every figure of the notebooks run above, at notebook width: no label covers another."""
+    layout = _layout_checker()
+    executed = [ROOT / "build" / "papermill" / path.name for path in NOTEBOOKS]
+    missing = [p.name for p in executed if not p.exists()]
+    if missing:
+        pytest.skip(f"run test_runs_with_ci_parameters first: {missing} not executed")
+    found = [figure for path in executed for figure in layout.figures(path)]
+    assert len(found) >= 3 * len(NOTEBOOKS)
+    bad = {where: problems for where, problems in layout.check(found).items() if problems}
+    assert not bad, bad
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_course_widgets_fit_at_notebook_width():
+    """The FigureWidget views of the course (06's CMS timeline, 08's race) at notebook width."""
+    from widgets import cms, race
+
+    layout = _layout_checker()
+    timeline = cms.make_figure(cms.prepare(cms.stream_replay(n_tokens=256)((1, 4, 16))))
+    racing = race.make_figure(race.race("psi", steps=50))
+    found = [("CMS timeline", json.loads(timeline.to_json())), ("optimizer race", json.loads(racing.to_json()))]
+    for width in (layout.WIDTH, 700):  # 700 px: the notebook beside JupyterLab's file browser
+        bad = {where: problems for where, problems in layout.check(found, width).items() if problems}
+        assert not bad, (width, bad)

@@ -273,3 +273,62 @@ def test_threads_are_set_and_recorded(fake, tmp_path):
         assert json.loads(result.paths["config"].read_text())["threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _negative(value):
+    """-1 in the shape of a preset's numeric value (a number or a tuple of numbers), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return -1
+    if isinstance(value, tuple) and value and isinstance(value[0], (int, float)):
+        return (-1,)
+    return None
+
+
+@pytest.mark.parametrize("name", [n for n in registry.EXPERIMENTS if n != "fake"])
+def test_every_numeric_value_is_checked_before_anything_is_written(name, tmp_path):
+    experiment = get_experiment(name)
+    numeric = {k: _negative(v) for k, v in experiment.presets["test"].items() if _negative(v) is not None}
+    assert numeric
+    for key, bad in numeric.items():
+        with pytest.raises(UsageError, match=key.split("_")[0]):
+            run_experiment(experiment, "test", {key: bad}, out_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_that_fails_before_its_first_row_leaves_no_config(fake, tmp_path):
+    fake(fail_at=1, error=RuntimeError)
+    with pytest.raises(RuntimeError):
+        run_experiment("fake", "test", {"steps": 3}, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "fake-test" / "config.json").exists()
+    fake()  # another config in the same directory, without --fresh
+    result = run_experiment("fake", "test", {"steps": 4}, out_dir=tmp_path, progress=False)
+    assert result.config["steps"] == 4
+    fake(fail_at=1, error=RuntimeError)  # once a row landed, a later failure keeps the config
+    with pytest.raises(RuntimeError):
+        run_experiment("fake", "test", {"steps": 4}, seeds=(0, 1), out_dir=tmp_path, progress=False)
+    assert json.loads(result.paths["config"].read_text())["config"]["steps"] == 4
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hope_lite", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_bad_set_value_is_one_line_exit_2_and_the_next_run_goes_ahead(tmp_path):
+    out = str(tmp_path)
+    bad = _cli("run", "formal", "--preset", "test", "--set", "steps=-3", "--out", out)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert bad.stderr.startswith("hope-lite: error: 'formal': steps=-3 must be an integer >= 0")
+    assert list(tmp_path.iterdir()) == []
+    good = _cli("run", "formal", "--preset", "test", "--set", "steps=1", "--set", "models=transformer",
+                "--set", "languages=parity", "--out", out, "--no-progress")
+    assert good.returncode == 0, good.stderr
+    assert (tmp_path / "formal-test" / "results.json").exists()
+
+
+def test_cli_suite_refuses_a_bad_preset_or_threads_before_running_anything(tmp_path):
+    for args in (("--preset", "huge"), ("--threads", "0")):
+        done = _cli("suite", *args, "--out", str(tmp_path), "--no-progress")
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert ("preset='huge' is unknown" if "huge" in args else "threads=0") in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -127,17 +127,26 @@ def static_animation(
     jump = dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))
     steps = [dict(method="animate", args=[[f.name], jump],
                   label=labels[int(f.name)] if labels is not None else f.name) for f in frames]
-    fig.update_layout(
-        sliders=[dict(steps=steps, active=0, x=0.15, len=0.85, y=0, yanchor="top", pad=dict(t=50),
-                      currentvalue=dict(prefix=prefix))],
+    fig.update_layout(**player_controls(steps, prefix, play, jump))
+    fig.update_layout(margin=dict(b=max(fig.layout.margin.b or 0, 110)))
+    return fig
+
+
+def player_controls(steps: list[dict], prefix: str, play: dict, jump: dict) -> dict:
+    """Layout of a static player below the plot: Play / Pause on the left, the slider beside them.
+
+    The slider starts right of the buttons and shows its current value (``prefix`` + step label)
+    at its right end, so neither runs under the buttons at notebook width.
+    """
+    return dict(
+        sliders=[dict(steps=steps, active=0, x=0.22, len=0.78, y=0, yanchor="top", pad=dict(t=50),
+                      currentvalue=dict(prefix=prefix, xanchor="right"))],
         updatemenus=[dict(type="buttons", direction="left", x=0, y=0, xanchor="left", yanchor="top",
                           pad=dict(t=55), showactive=False, buttons=[
                               dict(label="Play", method="animate", args=[None, play]),
                               dict(label="Pause", method="animate", args=[[None], jump]),
                           ])],
     )
-    fig.update_layout(margin=dict(b=max(fig.layout.margin.b or 0, 110)))
-    return fig
 
 
 def _plain(value):

@@ -118,8 +118,8 @@ def make_figure(view: CMSView, budget: int = POINT_BUDGET) -> go.Figure:
     fig = make_subplots(
         rows=3, cols=2, shared_xaxes="columns", column_widths=[0.72, 0.28], vertical_spacing=0.09,
         horizontal_spacing=0.1, specs=[[{}, {}], [{}, {}], [{}, None]],
-        subplot_titles=["hand-offs: tick = update (NL eq 71), x = nested restart (eq 72)",
-                        "absorbed at the last hand-off", "accumulated-gradient norm (dots: absorbed when firing)",
+        subplot_titles=["hand-offs: | update (NL eq 71), x restart (eq 72)",
+                        "last hand-off absorbed", "accumulated gradient (dots: absorbed)",
                         "drift now", "drift ||theta - theta_0|| per level"],
     )
     for l in range(L):  # piano roll, one row per level

@@ -91,7 +91,7 @@ def _empty_figure(configs: Sequence[str], tasks: Sequence[str], phases: Sequence
         fig.add_vrect(x0=start, x1=end, fillcolor=COLORS["phase"][k % len(COLORS["phase"])], line_width=0,
                       layer="below", annotation_text=f"stream: task {task}", annotation_position="top left")
     fig.update_layout(title=title, height=480, xaxis_title="training step (updates)", yaxis_title=y_title,
-                      legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"), margin=dict(t=120))
+                      legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"), margin=dict(t=150))
     if phases:
         fig.update_xaxes(range=[min(p[1] for p in phases), max(p[2] for p in phases)])
     return fig

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from hope_lite.trace import MemoryTrace
+from widgets._common import player_controls
 from widgets.style import COLORS
 
 
@@ -51,16 +52,11 @@ def snapshot_animation(trace: MemoryTrace, row: int = 0, layer: int = 0,
         data=[go.Heatmap(z=frames_w[0], **heat)],
         frames=[go.Frame(data=[go.Heatmap(z=w, **heat)], name=n) for w, n in zip(frames_w, names)],
     )
-    steps = [dict(method="animate", label=n, args=[[n], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
-             for n in names]
-    fig.update_layout(
-        title=title, height=480,
-        xaxis_title="input feature (index)", yaxis_title="output feature (index)",
-        sliders=[dict(steps=steps, currentvalue=dict(prefix="tokens read: "), pad=dict(t=40))],
-        updatemenus=[dict(type="buttons", x=0, y=-0.12, showactive=False, buttons=[
-            dict(label="Play", method="animate",
-                 args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True)]),
-        ])],
-    )
+    jump = dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))
+    play = dict(frame=dict(duration=150, redraw=True), transition=dict(duration=0), fromcurrent=True)
+    steps = [dict(method="animate", label=n, args=[[n], jump]) for n in names]
+    fig.update_layout(title=title, height=520, margin=dict(b=110),
+                      xaxis_title="input feature (index)", yaxis_title="output feature (index)",
+                      **player_controls(steps, "tokens read: ", play, jump))
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -19,6 +19,7 @@ from torch import nn
 
 from hope_lite.experiments.spec import Verdict
 from hope_lite.models import make_model
+from hope_lite.tasks.base import check_int
 from hope_lite.train import History, TrainConfig, evaluate, train
 
 MODELS = ("hope", "transformer", "titans")  # cell names; "titans" is config["titans_kind"]
@@ -47,14 +48,29 @@ def build(size: str, kind: str, vocab_size: int, seed: int, **overrides: Any) ->
     return make_model(size, kind, vocab_size=vocab_size, **overrides)
 
 
-def train_steps(model: nn.Module, data: Any, *, steps: int, batch: int, lr: float, seed: int,
-                device: torch.device) -> History:
-    """Train ``model`` in place on ``data`` (a task or ``step -> Batch``); CMS levels on schedule."""
-    run = TrainConfig(
+def train_config(*, steps: int, batch: int, lr: float, seed: int, device: torch.device | str) -> TrainConfig:
+    """AdamW, a 10 % linear warmup, a cosine decay, clipping at 1: what every experiment trains with."""
+    return TrainConfig(
         steps=steps, batch_size=batch, optimizer="adamw", lr=lr, schedule="cosine",
         warmup_steps=max(1, steps // 10), grad_clip=1.0, seed=seed, device=str(device), progress=False,
     )  # fmt: skip
-    return train(model, data, run)
+
+
+def train_steps(model: nn.Module, data: Any, *, steps: int, batch: int, lr: float, seed: int,
+                device: torch.device) -> History:
+    """Train ``model`` in place on ``data`` (a task or ``step -> Batch``); CMS levels on schedule."""
+    return train(model, data, train_config(steps=steps, batch=batch, lr=lr, seed=seed, device=device))
+
+
+def check_training(config: Mapping[str, Any], batch: str = "batch_size") -> None:
+    """Raise as :func:`train_steps` would for the config's ``steps``, ``lr`` and batch key."""
+    train_config(steps=config["steps"], batch=config[batch], lr=config["lr"], seed=0, device="cpu")
+
+
+def check_sizes(config: Mapping[str, Any], *keys: str, low: int = 1) -> None:
+    """Raise unless each of the config's ``keys`` is an integer >= ``low`` (batch sizes, counts)."""
+    for key in keys:
+        check_int(key, config[key], low)
 
 
 def fit(model: nn.Module, task: Any, config: Mapping[str, Any], seed: int, device: torch.device) -> History:

@@ -81,12 +81,23 @@ def cells(config: Mapping[str, Any]) -> list[str]:
     return list(_fit.check_subset("variants", config["variants"], tuple(VARIANTS)))
 
 
+def _task(config: Mapping[str, Any], seed: int):
+    return make_task("mad_in_context_recall", multi_query=True, seed=seed,
+                     seq_len=config["seq_len"], vocab_size=config["vocab_size"])  # fmt: skip
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Raise for a value a cell would refuse: training sizes, eval sizes, the task's sizes."""
+    _fit.check_training(config)
+    _fit.check_sizes(config, "eval_batches", "eval_batch_size")
+    _task(config, 0)
+
+
 def run_cell(
     config: Mapping[str, Any], cell: str, seed: int, device: torch.device
 ) -> dict[str, float]:
     """Train one HOPE variant on multi-query recall; held-out loss, ppl and accuracy."""
-    task = make_task("mad_in_context_recall", multi_query=True, seed=seed,
-                     seq_len=int(config["seq_len"]), vocab_size=int(config["vocab_size"]))
+    task = _task(config, seed)
     overrides = VARIANTS[cell][0]
     model = _fit.build(config["size"], "hope", task.vocab_size, seed, **overrides)
     _fit.fit(model, task, config, seed, device)
@@ -131,6 +142,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper=PAPER,
     choices={"size": _fit.SIZES, "variants": tuple(VARIANTS)},
 )

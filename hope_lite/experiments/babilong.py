@@ -51,7 +51,7 @@ from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import BabiLong
-from hope_lite.tasks.base import Batch
+from hope_lite.tasks.base import Batch, check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 LEARNED = 50.0  # % at the shortest length for a model to count as having learned the task
@@ -79,12 +79,21 @@ CHARTED = tuple(f"{h}hop@L={n}" for p in (PRESETS["quick"], PRESETS["full"])
 
 
 def cells(config) -> list[str]:
-    """The models to run; first checks that the shortest context holds the facts and question."""
-    try:
-        _task(config, config["hops"][0], min(config["train_len"], *config["lengths"]), 0)
-    except ValueError as error:
-        raise UsageError(f"train_len / lengths: {error}") from None
+    """The models to run."""
     return list(config["models"])
+
+
+def check(config) -> None:
+    """Raise for a value a cell would refuse: sizes, and a shortest context too short for a story."""
+    _fit.check_training(config, batch="batch")
+    _fit.check_sizes(config, "eval_examples", "eval_batch", "piece_len", "attention_max_len")
+    for n in config["lengths"]:
+        check_int("lengths", n, 1)
+    for hops in config["hops"]:
+        try:
+            _task(config, hops, min(config["train_len"], *config["lengths"]), 0)
+        except ValueError as error:
+            raise UsageError(f"train_len / lengths / hops: {error}") from None
 
 
 def _task(config, hops: int, n: int, seed: int) -> BabiLong:
@@ -170,6 +179,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper={},
     choices={"models": MODELS, "titans_kind": _fit.TITANS_KINDS, "size": _fit.SIZES, "hops": (1, 2)},
     units=UNITS,

@@ -139,12 +139,25 @@ def resolve_config(
             )
         config[key] = coerce(key, value, [p[key] for p in experiment.presets.values()])
     check_choices(experiment, config)
+    try:
+        experiment.check(config)
+    except UsageError:
+        raise
+    except ValueError as error:  # the experiment's own check: a value its cells would refuse
+        raise UsageError(f"{experiment.name!r}: {error}") from None
     cells = experiment.cells(config)
     if not cells or len(set(cells)) != len(cells):
         raise UsageError(
             f"{experiment.name!r} gives cells {cells!r} for this config: need distinct cells"
         )
     return config
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` (torch CPU threads for a run): a positive integer, or None to keep torch's."""
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise UsageError(f"threads={threads!r} must be a positive integer (or None to keep torch's setting)")
+    return threads
 
 
 def check_seeds(seeds: Iterable[int]) -> tuple[int, ...]:

@@ -61,6 +61,7 @@ from hope_lite.experiments.spec import Claim, Experiment
 from hope_lite.layers import CMSSchedule, ContinuumMemory
 from hope_lite.optim.groups import make_optimizer
 from hope_lite.tasks import continual_pair, held_out
+from hope_lite.tasks.base import check_int
 from hope_lite.train import evaluate
 
 MODELS = ("transformer", "mlp", "hope1", "hope2", "hope3")
@@ -78,17 +79,27 @@ PRESETS = {
 
 
 def cells(config) -> list[str]:
-    """The cells to run; first checks the languages and that ``periods`` covers every hopeK."""
+    """The cells to run."""
+    return list(config["models"])
+
+
+def check(config) -> None:
+    """Raise for a value a cell would refuse: the languages, sizes, rates, periods per hopeK."""
     try:
         continual_pair(content_vocab=config["content_vocab"], src_len=config["src_len"],
                        shared=config["shared"])  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
+    _fit.check_sizes(config, "phase_steps", "eval_every", "eval_examples", "batch")
+    _fit.check_sizes(config, "warmup", low=0)
+    if not config["lr"] >= 0:
+        raise UsageError(f"lr={config['lr']!r} must be >= 0")
+    for period in config["periods"]:
+        check_int("periods", period, 1)
     for cell in config["models"]:
         if cell.startswith("hope") and len(config["periods"]) < int(cell[4:]) + 1:
             raise UsageError(f"cell {cell!r} needs {int(cell[4:]) + 1} periods; "
                              f"periods={config['periods']}")
-    return list(config["models"])
 
 
 def make(config, cell: str, vocab_size: int, seed: int):
@@ -214,6 +225,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper={},
     choices={"models": MODELS, "size": _fit.SIZES},
     units={**{k: "token accuracy %" for k in ("acc_A_final", "acc_B_final", "acc_A_peak",

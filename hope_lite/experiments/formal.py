@@ -87,6 +87,16 @@ def cells(config: Mapping[str, Any]) -> list[str]:
     return [f"{model}.{language}" for language in languages for model in models]
 
 
+def check(config: Mapping[str, Any]) -> None:
+    """Raise for a value a cell would refuse: training sizes, eval sizes, the length bins."""
+    _fit.check_training(config)
+    _fit.check_sizes(config, "eval_batches", "eval_batch_size")
+    for language in _fit.check_subset("languages", config["languages"], tuple(LANGUAGES)):
+        make_task(language, train_lengths=tuple(config["train_lengths"]),
+                  bin0_lengths=tuple(config["bin0_lengths"]),
+                  bin1_lengths=tuple(config["bin1_lengths"]))  # fmt: skip
+
+
 def run_cell(
     config: Mapping[str, Any], cell: str, seed: int, device: torch.device
 ) -> dict[str, float]:
@@ -144,6 +154,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper=PAPER,
     choices={**_fit.MODEL_CHOICES, "languages": tuple(LANGUAGES)},  # a list value: each item is checked
 )

@@ -122,6 +122,19 @@ def cells(config: Mapping[str, Any]) -> list[str]:
     return list(_fit.check_subset("models", config["models"], _fit.MODELS))
 
 
+def check(config: Mapping[str, Any]) -> None:
+    """Raise for a value a cell would refuse: training sizes, eval sizes, each task's sizes."""
+    _fit.check_training(config)
+    _fit.check_sizes(config, "eval_batches", "eval_batch_size")
+    for name in _fit.check_subset("tasks", config["tasks"], TASKS):
+        try:
+            make_mad_task(name, config, 0)
+        except ValueError as error:
+            keys = ("short_len", "recall_len", "copy_len", "copy_tokens", "memorization_vocab")
+            sizes = ", ".join(f"{key}={config[key]}" for key in keys)
+            raise ValueError(f"task {name} at {sizes}: {error}") from None
+
+
 def run_cell(
     config: Mapping[str, Any], cell: str, seed: int, device: torch.device
 ) -> dict[str, float]:
@@ -170,6 +183,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper=PAPER,
     choices={**_fit.MODEL_CHOICES, "tasks": TASKS},  # a list value: each item is checked
 )

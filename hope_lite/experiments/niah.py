@@ -65,6 +65,7 @@ from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import VARIANTS, Niah
+from hope_lite.tasks.base import check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 
@@ -119,13 +120,22 @@ CHARTED = (  # quick's curves; full's S-NIAH-1/2/3 at 4K .. 256K (the report dra
 
 
 def cells(config) -> list[str]:
-    """The models to run; first checks that the shortest context fits every variant's needles."""
-    for v in config["variants"]:
-        try:
-            _task(config, v, min(config["train_len"], *config["lengths"]), 0)
-        except ValueError as error:
-            raise UsageError(f"train_len / lengths: {error}") from None
+    """The models to run."""
     return list(config["models"])
+
+
+def check(config) -> None:
+    """Raise for a value a cell would refuse: sizes, and a shortest context too short for a needle."""
+    _fit.check_training(config, batch="batch")
+    _fit.check_sizes(config, "eval_examples", "eval_batch", "piece_len", "attention_max_len")
+    for n in config["lengths"]:
+        check_int("lengths", n, 1)
+    for v in config["variants"]:
+        for depth in (None, *config["depths"]):
+            try:
+                _task(config, v, min(config["train_len"], *config["lengths"]), 0, depth)
+            except ValueError as error:
+                raise UsageError(f"train_len / lengths / depths: {error}") from None
 
 
 def _task(config, variant: str, n: int, seed: int, depth: float | None = None) -> Niah:
@@ -236,6 +246,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper=PAPER,
     choices={"models": MODELS, "titans_kind": _fit.TITANS_KINDS, "size": _fit.SIZES, "variants": tuple(VARIANTS)},
     units=UNITS,

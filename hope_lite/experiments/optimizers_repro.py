@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from hope_lite.experiments import optimizers as opt
-from hope_lite.experiments._fit import ahead, check_subset, finite
+from hope_lite.experiments._fit import ahead, check_sizes, check_subset, finite
 from hope_lite.experiments.spec import Claim, Experiment, Means
 
 SOURCE = "NL fig. 11 (§9.7)"
@@ -51,6 +51,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 def cells(config: Mapping[str, Any]) -> list[str]:
     """One cell per optimizer."""
     return list(check_subset("optimizers", config["optimizers"], opt.OPTIMIZERS))
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Raise for a value a cell would refuse: steps, sizes, a learning rate that is not > 0."""
+    check_sizes(config, "steps", "batch_size", "eval_batches")
+    for name in opt.OPTIMIZERS:
+        lr = config[f"lr_{name}"]
+        if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr_{name}={lr!r} must be a number > 0, or none for the tuned rate")
 
 
 def run_cell(
@@ -99,6 +108,7 @@ EXPERIMENT = Experiment(
     cells=cells,
     run_cell=run_cell,
     verdicts=verdicts,
+    check=check,
     paper={},
     choices={"task": opt.TASKS, "optimizers": opt.OPTIMIZERS},
 )

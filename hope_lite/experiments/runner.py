@@ -16,7 +16,9 @@ Before each ``run_cell`` the python, numpy and torch RNGs are seeded with the se
 seed) gives the same numbers whatever ran before it. Run again with the same run directory and
 the (cell, seed) pairs already in ``results.jsonl`` are skipped: an interrupted run resumes. A run
 directory holds one config: asking it for another (other preset, ``--set``, device) is refused
-unless ``fresh=True``, which deletes its results first. ``seeds`` may change between runs; the
+unless ``fresh=True``, which deletes its results first. Every value is checked (``Experiment.check``)
+before anything is written, and a run that fails before its first row lands removes the config.json
+it wrote, so the next run may ask for another config. ``seeds`` may change between runs; the
 summary covers this call's seeds, while ``results.jsonl`` keeps every row.
 """
 
@@ -36,7 +38,13 @@ from typing import Any, Iterable, Mapping
 import torch
 from tqdm.auto import tqdm
 
-from hope_lite.experiments.config import UsageError, check_seeds, resolve_config, resolve_device
+from hope_lite.experiments.config import (
+    UsageError,
+    check_seeds,
+    check_threads,
+    resolve_config,
+    resolve_device,
+)
 from hope_lite.experiments.registry import get_experiment
 from hope_lite.experiments.report import write_report
 from hope_lite.experiments.spec import Claim, Experiment
@@ -187,6 +195,22 @@ def _write_results(result: RunResult, experiment: Experiment) -> None:
     write_report(result, experiment, result.paths["report"])
 
 
+def _run_cells(experiment: Experiment, config: dict[str, Any], todo: list[tuple[str, int]],
+               device: torch.device, rows_path: Path, done: dict[tuple[str, int], Row], bar: tqdm) -> None:
+    """Run each (cell, seed) of ``todo``, appending its row to ``rows_path`` and ``done``."""
+    with bar:
+        for cell, seed in todo:
+            bar.set_postfix_str(f"{cell} seed {seed}")
+            seed_everything(seed)
+            start = time.perf_counter()
+            metrics = experiment.run_cell(config, cell, seed, device)
+            row = {"cell": cell, "seed": seed, "metrics": _metrics(experiment, cell, seed, metrics),
+                   "seconds": time.perf_counter() - start}  # fmt: skip
+            _append_row(rows_path, row)
+            done[(cell, seed)] = row
+            bar.update()
+
+
 def run_experiment(
     name: str | Experiment,
     preset: str = "quick",
@@ -212,9 +236,7 @@ def run_experiment(
     """
     experiment = get_experiment(name) if isinstance(name, str) else name
     config = resolve_config(experiment, preset, overrides)
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise UsageError(f"threads={threads!r} must be a positive integer (or None to keep torch's setting)")
-    seeds, resolved = check_seeds(seeds), resolve_device(device)
+    threads, seeds, resolved = check_threads(threads), check_seeds(seeds), resolve_device(device)
     run_name = run_name or f"{experiment.name}-{preset}"
     if Path(run_name).name != run_name or run_name in ("", ".", ".."):
         raise UsageError(f"run_name={run_name!r} must be a plain directory name (no '/')")
@@ -223,6 +245,7 @@ def run_experiment(
     identity = {"experiment": experiment.name, "preset": preset, "config": _jsonable(config),
                 "device": str(resolved)}  # fmt: skip
     _open_run_dir(paths, identity, fresh)
+    created = not paths["config"].exists()
     if threads is not None:
         torch.set_num_threads(threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -232,18 +255,14 @@ def run_experiment(
     done = load_rows(paths["rows"])
     pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
     todo = [pair for pair in pairs if pair not in done]
-    with tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=run_name, unit="cell",
-              disable=not progress) as bar:  # fmt: skip
-        for cell, seed in todo:
-            bar.set_postfix_str(f"{cell} seed {seed}")
-            seed_everything(seed)
-            start = time.perf_counter()
-            metrics = experiment.run_cell(config, cell, seed, resolved)
-            row = {"cell": cell, "seed": seed, "metrics": _metrics(experiment, cell, seed, metrics),
-                   "seconds": time.perf_counter() - start}  # fmt: skip
-            _append_row(paths["rows"], row)
-            done[(cell, seed)] = row
-            bar.update()
+    bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=run_name, unit="cell",
+               disable=not progress)  # fmt: skip
+    try:
+        _run_cells(experiment, config, todo, resolved, paths["rows"], done, bar)
+    except BaseException:
+        if created and not paths["rows"].exists():  # nothing landed: do not block another config
+            paths["config"].unlink(missing_ok=True)
+        raise
     rows = [done[pair] for pair in pairs]
     means, stds, counts = summarise(rows)
     result = RunResult(

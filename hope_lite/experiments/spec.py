@@ -65,6 +65,9 @@ class Experiment:
             2 minutes, "full" one GPU, "test" seconds (for the test suite).
         cells: the cells a config runs, in order.
         run_cell: ``(config, cell, seed, device) -> {metric: value}``; deterministic given seed.
+        check: ``(config) -> None``; raises a ValueError naming the key, the value and what is
+            allowed for any value ``run_cell`` would refuse (a range, a length that cannot hold a
+            task). The runner calls it before it writes anything, so a bad ``--set`` fails at once.
         verdicts: ``(means) -> [Claim, ...]`` where ``means[cell][metric]`` is the seed mean.
         paper: ``{cell: {metric: paper value}}`` for the table beside ours (same units as ours).
         choices: ``{key: allowed values}`` for keys with a closed set of values (checked on --set).
@@ -81,6 +84,7 @@ class Experiment:
     cells: Callable[[Mapping[str, Any]], list[str]]
     run_cell: Callable[[Mapping[str, Any], str, int, torch.device], dict[str, float]]
     verdicts: Callable[[Means], list[Claim]]
+    check: Callable[[Mapping[str, Any]], None] = lambda config: None
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     units: Mapping[str, str] = field(default_factory=dict)

@@ -20,7 +20,13 @@ from typing import Any, Iterable
 
 import torch
 
-from hope_lite.experiments.config import UsageError, check_seeds, resolve_device
+from hope_lite.experiments.config import (
+    UsageError,
+    check_seeds,
+    check_threads,
+    resolve_config,
+    resolve_device,
+)
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import write_summary
 from hope_lite.experiments.runner import run_experiment
@@ -37,7 +43,14 @@ def run_suite(
     threads: int | None = 1,
 ) -> dict[str, Any]:
     """Run every experiment of ``EXPERIMENTS``; returns the summary it writes (see the module)."""
-    seeds, resolved = check_seeds(seeds), resolve_device(device)  # refuse before running anything
+    # refuse a bad argument before running anything (an experiment that does not load is reported below)
+    seeds, resolved, threads = check_seeds(seeds), resolve_device(device), check_threads(threads)
+    for name in EXPERIMENTS:
+        try:
+            experiment = get_experiment(name)
+        except Exception:  # noqa: BLE001
+            continue
+        resolve_config(experiment, preset)
     suite_dir = Path(out_dir) / f"suite-{preset}"
     suite_dir.mkdir(parents=True, exist_ok=True)
     entries = []

@@ -211,6 +211,7 @@ class LanguageModel(nn.Module):
         L = self.config.layers
         if state is not None and (not isinstance(state, tuple) or len(state) != L):
             raise ValueError(f"state must be None or the tuple of {L} layer states a call returned")
+        check_token_ids(tokens, self.config.vocab_size)
         x = self.embed(tokens)  # [b, n, D]
         states = []
         for block, layer_state in zip(self.blocks, state or (None,) * L):
@@ -228,6 +229,22 @@ class LanguageModel(nn.Module):
         logits, _ = self(tokens, state)
         logits = at_least_float32(logits).flatten(0, 1)  # [b*n, V]
         return F.cross_entropy(logits, targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def check_token_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Raise a ValueError naming the first id of ``tokens [b, n]`` outside ``0 .. vocab_size - 1``.
+
+    One reduction over the ids (a device sync on CUDA, as the lookup's own check would be).
+    """
+    if tokens.numel() == 0:
+        return
+    bad = (tokens < 0) | (tokens >= vocab_size)  # [b, n]
+    if bool(bad.any()):
+        row, position = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"tokens[{row}, {position}] = {int(tokens[row, position])} is outside the vocabulary: "
+            f"ids must be in 0 .. {vocab_size - 1} (vocab_size={vocab_size})"
+        )
 
 
 def at_least_float32(x: Tensor) -> Tensor:
