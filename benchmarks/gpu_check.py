@@ -27,12 +27,11 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from unittest import mock
 from pathlib import Path
 
 import torch
 
-from hope_lite.functional import init_state, titans_update_chunked, titans_update_reference
+from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
 from hope_lite.layers import NeuralMemory
 from hope_lite.memory import ResidualMLPMemory
 
@@ -117,12 +116,11 @@ def peak_mb(device: torch.device) -> float | None:
 
 
 def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, scan: bool = True) -> dict:
-    if not scan:  # the baseline: every chunk through autograd (hope_lite.functional._run)
-        with mock.patch("hope_lite.functional._scannable", return_value=False):
-            return dict(layer_throughput(seq, mode, device, sizes), path="autograd")
     torch.manual_seed(0)
     group = 16 if seq > sizes.checkpoint_above else 0
-    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group).to(device)
+    # scan=False, the baseline: every chunk through autograd (impl="chunk")
+    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group,
+                         impl="scan" if scan else "chunk").to(device)
     x = torch.randn(1, seq, 256, device=device)
 
     def step():
@@ -137,7 +135,7 @@ def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, sc
     step()
     reset_peak(device)
     median = median_seconds(step, sizes.repeats)
-    return dict(seq=seq, mode=mode, path="scan", checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
+    return dict(seq=seq, mode=mode, path="scan" if scan else "autograd", checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
                 peak_mb=peak_mb(device))
 
 
@@ -145,7 +143,7 @@ def model_throughput(kind: str, device: torch.device, sizes: Sizes) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from hope_lite.models import make_model
-    from hope_lite.train import cms_schedule
+    from hope_lite.training import cms_schedule
 
     torch.manual_seed(0)
     model = make_model(sizes.model_size, kind, vocab_size=256).to(device)

@@ -3,7 +3,7 @@
     python benchmarks/models.py                 # tiny models, batch 8 x 256 tokens, 2 threads
 
 One training step = forward, cross-entropy, backward, AdamW step (HOPE models also run their CMS
-schedule, as hope_lite.train does). Median of >= 5 timed steps after 2 warm-up steps; every kind is
+schedule, as hope_lite.training.loop does). Median of >= 5 timed steps after 2 warm-up steps; every kind is
 timed in the same run, round-robin, so machine noise hits all of them alike. Also the FLOPs of one
 step (torch.utils.flop_counter, matmuls only). Writes benchmarks/results/models.json.
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from hope_lite.models import KINDS, make_model
-from hope_lite.train import cms_schedule
+from hope_lite.training import cms_schedule
 
 RESULTS = Path(__file__).parent / "results" / "models.json"
 

@@ -10,7 +10,7 @@ runs; runs take turns between the optimizers, so a change in machine load hits a
   parameter has a gradient: for HopeLM this is the step at which every CMS level is written,
   the most expensive one);
 - ``train``: ``zero_grad`` + forward + backward + ``step``. For HopeLM the step goes through
-  ``CMSSchedule`` as in ``hope_lite.train`` (levels are written at their own periods).
+  ``CMSSchedule`` as in ``hope_lite.training.loop`` (levels are written at their own periods).
 
 Models: ``mlp`` is ``Linear(d_in, d_hidden) GELU Linear(d_hidden, d_in)`` (MSE on random data);
 ``hope`` is ``make_model("tiny", "hope", vocab_size=--vocab)`` (D 64, 2 layers; next-token loss on

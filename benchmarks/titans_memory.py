@@ -44,15 +44,11 @@ LOWMEM_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 def build(impl: str, chunk: int):
     """The layer under test: dim 256, 4 heads of 64, 2-layer MLP memory with 4x hidden."""
-    if impl == "hope_lite_autograd":  # every chunk through autograd, as before the chunk scan
-        import hope_lite.functional
-
-        hope_lite.functional._scannable = lambda memory: False  # this worker process only
-        impl = "hope_lite"
-    if impl in ("hope_lite", "hope_lite_lowmem", "reference"):
+    rule = {"hope_lite": "scan", "hope_lite_lowmem": "scan", "hope_lite_autograd": "chunk", "reference": "naive"}
+    if impl in rule:  # "hope_lite_autograd": every chunk through autograd, as before the chunk scan
         from hope_lite.layers import NeuralMemory
 
-        return NeuralMemory(dim=DIM, heads=HEADS, chunk_size=chunk, reference=impl == "reference",
+        return NeuralMemory(dim=DIM, heads=HEADS, chunk_size=chunk, impl=rule[impl],
                             checkpoint_chunks=LOWMEM_CHECKPOINT if impl == "hope_lite_lowmem" else 0)
     from titans_pytorch import NeuralMemory as PeerMemory
 

@@ -23,9 +23,9 @@ from typing import Sequence
 from hope_lite.experiments.config import UsageError, parse_assignments
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, headline_metrics
-from hope_lite.experiments.runner import RunResult, run_experiment
+from hope_lite.experiments.runner import run_experiment
 from hope_lite.experiments.suite import run_suite
-from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment
+from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult
 
 PROG = "hope-lite"
 

@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 
-from hope_lite.chunk_scan import READ_BLOCK, chunk_scan
-from hope_lite.functional import _run, _segment_transitions
+from hope_lite.rules.titans_scan import READ_BLOCK, chunk_scan
+from hope_lite.rules.titans import _run, _segment_transitions
 from hope_lite.memory import ResidualMLPMemory
 
 

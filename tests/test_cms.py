@@ -8,9 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hope_lite import trace
-from hope_lite.layers.cms import CMSConfig, ContinuumMemory
-from hope_lite.layers.cms_online import CMSState
-from hope_lite.layers.cms_schedule import CMSSchedule
+from hope_lite.layers.cms import CMSConfig, CMSSchedule, CMSState, ContinuumMemory
 from hope_lite.optim import M3, param_groups
 
 D = 4

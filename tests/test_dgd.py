@@ -8,10 +8,16 @@ from hypothesis import strategies as st
 
 from conftest import random_inputs
 from hope_lite import trace
-from hope_lite.functional import MemoryState, init_state, titans_update_chunked
+from hope_lite.clock import decay_products
 from hope_lite.memory import LinearMemory, ResidualMLPMemory
-from hope_lite.rules import dgd_update_chunked, dgd_update_reference
-from hope_lite.scan import decay_products
+from hope_lite.rules import (
+    MemoryState,
+    dgd_update,
+    dgd_update_chunked,
+    dgd_update_reference,
+    init_state,
+    titans_update_chunked,
+)
 
 MEMORIES = {
     "linear": LinearMemory(6),
@@ -223,3 +229,16 @@ def _bad(**changes):
 def test_bad_inputs_raise_clear_errors(fn, changes, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         fn(**_bad(**changes))
+
+
+def test_dgd_update_dispatches_to_each_impl_and_refuses_others():
+    memory = MEMORIES["mlp2"]
+    k, v, q, eta, alpha, beta = dgd_inputs(2, 11, memory.dim)
+    state = init_state(memory.init_weights(2, dtype=torch.float64))
+    args = (memory, state, k, v, q, eta, alpha, beta, 4)
+    y_naive, s_naive = dgd_update(*args, self_target=True, impl="naive")
+    y_chunk, s_chunk = dgd_update(*args, self_target=True, impl="chunk")
+    torch.testing.assert_close(y_chunk, y_naive, atol=1e-10, rtol=0)
+    assert_states_close(s_chunk, s_naive)
+    with pytest.raises(ValueError, match="impl='scan' is unknown; allowed: 'naive', 'chunk'"):
+        dgd_update(*args, impl="scan")

@@ -6,14 +6,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import random_inputs
-from hope_lite.functional import (
+from hope_lite.rules import (
     MemoryState,
     chunk_coefficients,
     init_state,
+    titans_update,
     titans_update_chunked,
     titans_update_reference,
 )
 from hope_lite.memory import LinearMemory, ResidualMLPMemory
+from hope_lite.rules.titans import IMPLS
 
 MEMORIES = {
     "linear": LinearMemory(6),
@@ -220,3 +222,24 @@ def test_surprise_cap_bounds_each_token_step():
         step = (new.weights[0] - state.weights[0]).norm()
         torch.testing.assert_close(step, 0.3 * theta[0, t])
         state = new
+
+
+@pytest.mark.parametrize("kind", MEMORIES)
+def test_every_impl_computes_the_same_rule(kind):
+    """titans_update(impl=...): naive == chunk == scan in float64 (scan falls back where it cannot run)."""
+    memory = MEMORIES[kind]
+    k, v, q, theta, eta, alpha = random_inputs(2, 37, memory.dim)  # 37: a final partial chunk
+    state = init_state(memory.init_weights(2, dtype=torch.float64))
+    results = {impl: titans_update(memory, state, k, v, q, theta, eta, alpha, 8, impl=impl, max_surprise=2.0)
+               for impl in IMPLS}  # fmt: skip
+    for impl in ("chunk", "scan"):
+        torch.testing.assert_close(results[impl][0], results["naive"][0], atol=1e-10, rtol=0)
+        assert_states_close(results[impl][1], results["naive"][1])
+
+
+def test_unknown_impl_is_refused_by_name():
+    memory = MEMORIES["linear"]
+    k, v, q, theta, eta, alpha = random_inputs(1, 4, memory.dim)
+    state = init_state(memory.init_weights(1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="impl='fast' is unknown; allowed: 'naive', 'chunk', 'scan'"):
+        titans_update(memory, state, k, v, q, theta, eta, alpha, 2, impl="fast")

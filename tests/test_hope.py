@@ -5,7 +5,7 @@ import torch
 
 from hope_lite.layers import ContinuumMemory
 from hope_lite.models import HopeLM, make_config, make_model
-from hope_lite.train import TrainConfig, train
+from hope_lite.training import TrainConfig, train
 
 
 def levels(model):

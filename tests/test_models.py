@@ -6,23 +6,21 @@ from torch import nn
 
 from hope_lite.layers import NeuralMemory
 from hope_lite.models import (
-    MIXERS,
     KINDS,
     LanguageModel,
     MACState,
     ModelConfig,
     TitansLM,
     TransformerLM,
-    apply_rope,
     count_parameters,
-    mac_mask,
     make_config,
     make_model,
     parameter_table,
-    read_memory,
     register_mixer,
-    rope_angles,
 )
+from hope_lite.models.common import MIXERS
+from hope_lite.models.titans import mac_mask, read_memory
+from hope_lite.models.transformer import apply_rope, rope_angles
 
 KIND_NAMES = ("transformer", "lmm", "mac", "hope", "hope_attention")
 

@@ -16,7 +16,7 @@ def small(**overrides) -> NeuralMemory:
 @pytest.mark.parametrize("chunk", [1, 3, 16])
 def test_layer_fast_path_equals_reference(memory, chunk):
     fast = small(memory=memory, chunk_size=chunk).double()
-    slow = small(memory=memory, chunk_size=chunk, reference=True).double()
+    slow = small(memory=memory, chunk_size=chunk, impl="naive").double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 21, 12, dtype=torch.float64)
     y_fast, s_fast = fast(x)

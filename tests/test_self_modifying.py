@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from hope_lite import trace
-from hope_lite.functional import init_state
+from hope_lite.rules import init_state
 from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans
 from hope_lite.rules import dgd_update_chunked
 
@@ -28,7 +28,7 @@ def small(**overrides) -> SelfModifyingTitans:
 )
 def test_fast_path_equals_reference(overrides):
     fast = small(**overrides).double()
-    slow = small(**overrides, reference=True).double()
+    slow = small(**overrides, impl="naive").double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 11, 12, dtype=torch.float64)
     y_fast, s_fast = fast(x)

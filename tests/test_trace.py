@@ -6,7 +6,7 @@ import torch
 
 from conftest import random_inputs
 from hope_lite import trace
-from hope_lite.functional import init_state, titans_update_chunked
+from hope_lite.rules import init_state, titans_update_chunked
 from hope_lite.layers import NeuralMemory
 from hope_lite.memory import ResidualMLPMemory
 

@@ -8,7 +8,7 @@ import torch
 
 from hope_lite.models import make_model
 from hope_lite.tasks import make_task
-from hope_lite.train import History, TrainConfig, batch_source, lr_factor, train
+from hope_lite.training import History, TrainConfig, batch_source, lr_factor, train
 from hope_lite.training import atomic_save, load_checkpoint
 from hope_lite.training.cli import main
 
@@ -61,7 +61,7 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_save({"step": 2, "bad": Unpicklable()}, path)
     assert torch.load(path)["step"] == 1
     assert os.listdir(tmp_path) == ["ckpt.pt"]
-    with pytest.raises(ValueError, match="is not a hope_lite.train/1 checkpoint"):
+    with pytest.raises(ValueError, match="is not a hope_lite.training.loop/1 checkpoint"):
         load_checkpoint(path)
 
 
@@ -131,7 +131,7 @@ def test_cli_trains_and_writes_history(tmp_path, capsys):
 
 
 def test_a_model_returning_bare_logits_is_scored_on_every_row():
-    from hope_lite.train import evaluate
+    from hope_lite.training import evaluate
 
     class Bare(torch.nn.Module):
         def __init__(self):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hope_lite import trace
-from hope_lite.functional import init_state, titans_update_chunked
+from hope_lite.rules import init_state, titans_update_chunked
 from hope_lite.memory import LinearMemory, ResidualMLPMemory
 from hope_lite.optim import toy
 from widgets import animator, cms, race

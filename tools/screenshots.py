@@ -74,7 +74,7 @@ def seconds(fn: Callable[[], object], repeats: int = 3) -> float:
 def fig_00() -> go.Figure:
     """00: the memory animator on notebook 00's hook (a linear memory reads 8 facts that change)."""
     from hope_lite import trace
-    from hope_lite.functional import init_state, titans_update_chunked
+    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
     from widgets import animator
 
@@ -108,7 +108,7 @@ def fig_00() -> go.Figure:
 
 def fig_01() -> go.Figure:
     """01: capacity of a d x d matrix memory, Hebbian vs delta rule vs least squares (section 3)."""
-    from hope_lite.functional import init_state, titans_update_chunked
+    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
 
     dim, trials = 16, 4
@@ -165,7 +165,7 @@ def fig_01() -> go.Figure:
 def fig_02() -> go.Figure:
     """02: timeline_figure of the hook: surprise spikes each time the facts change."""
     from hope_lite import trace
-    from hope_lite.functional import init_state, titans_update_chunked
+    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
     from widgets import timeline_figure
 
@@ -191,7 +191,7 @@ def fig_02() -> go.Figure:
 
 def fig_03() -> go.Figure:
     """03: the chunked fast path: exact against the per-token loop, and its speed against chunk size."""
-    from hope_lite.functional import init_state, titans_update_chunked, titans_update_reference
+    from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
     from hope_lite.memory import ResidualMLPMemory
 
     # exactness, float64 (notebook 03 section 3): outputs, weights and momentum against the loop
@@ -274,7 +274,7 @@ def fig_04() -> go.Figure:
 def fig_05() -> go.Figure:
     """05: plain GD against DGD on a bursty stream of repeated facts, chunks of 16 (the hook)."""
     from hope_lite import trace
-    from hope_lite.functional import init_state
+    from hope_lite.rules import init_state
     from hope_lite.memory import LinearMemory
     from hope_lite.rules.dgd import dgd_update_chunked
 
@@ -335,7 +335,7 @@ def fig_07() -> go.Figure:
     from hope_lite import trace
     from hope_lite.models import make_model
     from hope_lite.tasks import make_task
-    from hope_lite.train import TrainConfig, train
+    from hope_lite.training import TrainConfig, train
     from widgets import timeline_figure
 
     steps, batch, seq_len = 32, 16, 64

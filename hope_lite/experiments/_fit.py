@@ -2,7 +2,7 @@
 
 - :func:`build`: seed torch, then ``make_model(size, kind, vocab_size=...)`` (parameter-matched to
   the transformer of the same size, ``hope_lite.models.configs``);
-- :func:`train_steps` / :func:`fit`: :func:`hope_lite.train.train` with AdamW, a 10 % linear warmup and a cosine decay,
+- :func:`train_steps` / :func:`fit`: :func:`hope_lite.training.loop.train` with AdamW, a 10 % linear warmup and a cosine decay,
   gradient clipping at 1, on ``device`` (bf16 autocast on CUDA only: ``train``'s ``amp``);
 - :func:`score`: token-mean loss (nats) and accuracy (%) over ``eval_batches`` held-out batches;
 - :func:`ahead`: the verdict of an *ordering* claim ("A beats B") from the measured margin.
@@ -20,7 +20,7 @@ from torch import nn
 from hope_lite.experiments.spec import Verdict
 from hope_lite.models import make_model
 from hope_lite.tasks.base import check_int
-from hope_lite.train import History, TrainConfig, evaluate, train
+from hope_lite.training import History, TrainConfig, evaluate, train
 
 MODELS = ("hope", "transformer", "titans")  # cell names; "titans" is config["titans_kind"]
 TITANS_KINDS = ("lmm", "mac")

@@ -1,7 +1,7 @@
 """What the long-context and continual experiments (``niah``, ``babilong``, ``continual``) share.
 
 - :func:`build` / :func:`fit` / :func:`finite`: from ``_fit`` (a seeded ``make_model``;
-  :func:`hope_lite.train.train` with AdamW, 10 % warmup, cosine, clip 1, no weight decay).
+  :func:`hope_lite.training.loop.train` with AdamW, 10 % warmup, cosine, clip 1, no weight decay).
 - :func:`train_on_mix`: one model per cell, trained on a round-robin mix of task variants.
 - :func:`scored`: run rows through a model and keep only the scored positions. A model whose
   layers stream (HOPE, Titans LMM / MAC: ``model(piece, state)``) reads the row in pieces of

@@ -11,10 +11,10 @@ per optimizer, and reports M3 with the best train and test loss. Here:
   orientation classes): the stand-in for the paper's ViT.
 - ``"lm"``: the tiny HopeLM (``make_model("tiny", "hope")``, D 64, 2 layers) on MAD in-context
   recall, multi-query (vocabulary 16, 32 tokens, every repeated key scored; with the single final
-  query every optimizer stayed on the no-recall plateau at this budget). ``hope_lite.train.train``
+  query every optimizer stayed on the no-recall plateau at this budget). ``hope_lite.training.loop.train``
   writes its CMS levels on their own schedule (the held gradients go to whichever optimizer runs).
 
-Every run is :func:`hope_lite.train.train` with a cosine schedule after a 10 % linear warmup,
+Every run is :func:`hope_lite.training.loop.train` with a cosine schedule after a 10 % linear warmup,
 gradient clipping at 1, no weight decay and one seed for the model's initialisation and the data
 stream. Reported per run: the *train loss* (mean training-batch loss over the last 10 % of steps:
 the end of the training curve), the *test loss* and *test accuracy* (``eval_batches`` held-out
@@ -186,7 +186,7 @@ def compare_optimizers(
     ``summary`` (:func:`summarise`). Runs take turns between optimizers within each seed, so
     machine-load drift hits all of them alike.
     """
-    from hope_lite.train import TrainConfig, train
+    from hope_lite.training import TrainConfig, train
 
     if task not in TASKS:
         raise ValueError(f"task={task!r} is unknown; allowed: {', '.join(map(repr, TASKS))}")

@@ -9,16 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from hope_lite.experiments.spec import MAX_CHARTED, SIZES_TOO_SMALL, Experiment
-
-if TYPE_CHECKING:
-    from hope_lite.experiments.runner import RunResult
+from hope_lite.experiments.spec import MAX_CHARTED, SIZES_TOO_SMALL, Experiment, RunResult
 
 VERDICT_COLOURS = {"reproduced": "#c8e6c9", "partly": "#ffe0a3", "not at this scale": "#f4c7c3"}
 

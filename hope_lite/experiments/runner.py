@@ -30,7 +30,7 @@ import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -47,42 +47,12 @@ from hope_lite.experiments.config import (
 )
 from hope_lite.experiments.registry import get_experiment
 from hope_lite.experiments.report import write_report
-from hope_lite.experiments.spec import Claim, Experiment
+from hope_lite.experiments.spec import Experiment, Row, RunResult
 from hope_lite.training.checkpoint import seed_everything
 
 PATH_NAMES = {"config": "config.json", "rows": "results.jsonl", "json": "results.json",
               "csv": "results.csv", "report": "report.html"}  # RunResult.paths key -> file name
 RUN_FILES = tuple(PATH_NAMES.values())  # the files a finished run leaves
-Row = dict[str, Any]  # {"cell": str, "seed": int, "metrics": {name: float}, "seconds": float}
-
-
-@dataclass
-class RunResult:
-    """What one run gives back (and writes to ``paths``).
-
-    Attributes:
-        experiment, preset, config, seeds, device: what ran.
-        rows: one per (cell, seed) of this call, in cell-major order.
-        means: ``means[cell][metric]``, the mean over seeds (what ``verdicts`` sees).
-        stds: the sample standard deviation over seeds (ddof 1; 0 with one seed).
-        counts: ``counts[cell][metric]``, how many seeds reported that metric.
-        claims: the experiment's claims, ours beside the paper's.
-        paths: ``dir``, ``config``, ``rows`` (results.jsonl), ``json``, ``csv``, ``report``.
-    """
-
-    experiment: str
-    preset: str
-    config: dict[str, Any]
-    seeds: tuple[int, ...]
-    device: str
-    rows: list[Row]
-    means: dict[str, dict[str, float]]
-    stds: dict[str, dict[str, float]]
-    counts: dict[str, dict[str, int]]
-    claims: list[Claim]
-    paths: dict[str, Path]
-
-
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file: a kill leaves old or new, never half."""
     temporary = path.with_name(path.name + ".tmp")

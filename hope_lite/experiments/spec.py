@@ -13,6 +13,7 @@ model x setting); a *metric* is one number a cell reports (accuracy in %, loss i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 import torch
@@ -108,3 +109,33 @@ def by_threshold(ours: float | None, paper: float, partly: float) -> Verdict:
     if ours >= paper - 1.0:
         return "reproduced"
     return "partly" if ours >= partly else "not at this scale"
+
+
+Row = dict[str, Any]  # {"cell": str, "seed": int, "metrics": {name: float}, "seconds": float}
+
+
+@dataclass
+class RunResult:
+    """What one run gives back (and writes to ``paths``).
+
+    Attributes:
+        experiment, preset, config, seeds, device: what ran.
+        rows: one per (cell, seed) of this call, in cell-major order.
+        means: ``means[cell][metric]``, the mean over seeds (what ``verdicts`` sees).
+        stds: the sample standard deviation over seeds (ddof 1; 0 with one seed).
+        counts: ``counts[cell][metric]``, how many seeds reported that metric.
+        claims: the experiment's claims, ours beside the paper's.
+        paths: ``dir``, ``config``, ``rows`` (results.jsonl), ``json``, ``csv``, ``report``.
+    """
+
+    experiment: str
+    preset: str
+    config: dict[str, Any]
+    seeds: tuple[int, ...]
+    device: str
+    rows: list[Row]
+    means: dict[str, dict[str, float]]
+    stds: dict[str, dict[str, float]]
+    counts: dict[str, dict[str, int]]
+    claims: list[Claim]
+    paths: dict[str, Path]

@@ -1,8 +1,6 @@
 """Layers built from memories, update rules and update frequencies."""
 
-from hope_lite.layers.cms import CMSConfig, CMSLevel, ContinuumMemory
-from hope_lite.layers.cms_online import CMSState
-from hope_lite.layers.cms_schedule import CMSSchedule
+from hope_lite.layers.cms import CMSConfig, CMSLevel, CMSSchedule, CMSState, ContinuumMemory
 from hope_lite.layers.neural_memory import NeuralMemory, NeuralMemoryConfig, NeuralMemoryState
 from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingState, SelfModifyingTitans
 

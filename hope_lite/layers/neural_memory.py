@@ -5,7 +5,7 @@
     theta_t = theta_max (1 - eta_t) sigmoid(x_t w_theta)  in (0, theta_max)   inner learning rate
     eta_t   = sigmoid(x_t w_eta)                 in (0, 1)                    momentum (eq 10)
     alpha_t = sigmoid(x_t w_alpha)               in (0, 1)                    forgetting (eq 13)
-    y       = memory rule of hope_lite.functional (eq 9-16), one memory per (batch, head)
+    y       = memory rule of hope_lite.rules.titans (eq 9-16), one memory per (batch, head)
     out     = W_o ( RMSNorm(y) * SiLU(x W_g) )                               output norm + gate
 
 Choices where Titans is silent (PAPER_NOTES sec. 1.1, 6.7): the gates are per token and per
@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite.functional import MemoryState, init_state, titans_update_chunked, titans_update_reference
+from hope_lite.rules import MemoryState, init_state
+from hope_lite.rules.titans import IMPLS, titans_update
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.memory import make_memory
 
@@ -67,7 +68,7 @@ class NeuralMemoryConfig:
     alpha_init: float = 0.001  # initial forgetting (a horizon of about 1 / alpha = 1000 tokens)
     max_surprise: float | None = 4.0  # cap on each token's ||u_t|| (not in the paper); None: off
     checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
-    reference: bool = False  # use the slow per-token loop (for teaching and tests)
+    impl: str = "scan"  # how the rule runs (equal results): "naive" per-token loop, "chunk", "scan"
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.heads < 1:
@@ -82,6 +83,8 @@ class NeuralMemoryConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl={self.impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
         if self.max_surprise is not None and not self.max_surprise > 0:
             raise ValueError(f"max_surprise={self.max_surprise!r} must be > 0 or None")
         if self.theta_max is None:
@@ -193,16 +196,11 @@ class NeuralMemory(nn.Module):
         q, k, v = rearrange(F.silu(qkv), "b n (three h d) -> three (b h) n d", three=3, h=self.config.heads)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         theta, eta, alpha = self.gates(x)
-        if self.config.reference:
-            y, memory_state = titans_update_reference(
-                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
-                self.config.max_surprise,
-            )
-        else:
-            y, memory_state = titans_update_chunked(
-                self.memory, state.memory, k, v, q, theta, eta, alpha, self.config.chunk_size,
-                self.name, self.config.checkpoint_chunks, self.config.max_surprise,
-            )
+        cfg = self.config
+        y, memory_state = titans_update(
+            self.memory, state.memory, k, v, q, theta, eta, alpha, cfg.chunk_size, impl=cfg.impl,
+            source=self.name, checkpoint_chunks=cfg.checkpoint_chunks, max_surprise=cfg.max_surprise,
+        )
         return self.output(y, x), NeuralMemoryState(memory_state, conv_cache)
 
     def output(self, y: Tensor, x: Tensor) -> Tensor:

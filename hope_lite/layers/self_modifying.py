@@ -49,12 +49,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite.functional import MemoryState, init_state
+from hope_lite.rules import MemoryState, init_state
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.layers.neural_memory import gated_readout, logit
 from hope_lite.memory import ResidualMLPMemory
-from hope_lite.rules.dgd import dgd_update_chunked, dgd_update_reference
-from hope_lite.scan import chunk_segments
+from hope_lite.rules.dgd import IMPLS, dgd_update
+from hope_lite.clock import chunk_segments
 
 __all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
 
@@ -83,7 +83,7 @@ class SelfModifyingConfig:
     use_dgd: bool = True  # False: plain GD, no -eta k k^T term
     momentum: bool = True  # Table 6 "w/o momentum" when False
     weight_decay: bool = True  # False: alpha = 1 and no M_alpha
-    reference: bool = False  # the slow per-token loop (for teaching and tests)
+    impl: str = "chunk"  # how the DGD rule runs (equal results): "naive" per-token loop or "chunk"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -96,6 +96,8 @@ class SelfModifyingConfig:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl={self.impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
         if not self.memory_expansion > 0:
             raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
         if not 0 < self.eta_max <= 1:
@@ -238,8 +240,7 @@ class SelfModifyingTitans(nn.Module):
             self.check_state(state, b)
         if n == 0:  # nothing to read or write
             return self.to_out(x), state
-        rule = dgd_update_reference if cfg.reference else dgd_update_chunked
-        opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd)
+        opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd, impl=cfg.impl)
         beta = None
         if cfg.momentum:
             beta = torch.sigmoid(self.momentum_logit).repeat(b)[:, None].expand(-1, n)  # [b*h, n]
@@ -256,14 +257,12 @@ class SelfModifyingTitans(nn.Module):
             if m:  # NL eq 86-88 for the adaptive boxes; all share k_t, v_t, eta_t, alpha_t
                 rep = [None if t is None else t.repeat(m, *[1] * (t.dim() - 1))
                        for t in (k, v, eta, alpha, None if beta is None else beta[:, s:e])]
-                extra = {} if cfg.reference else {"source": f"{self.name}.other"}
-                _, other = rule(self.memory, other, rep[0], rep[1], None, rep[2], rep[3], rep[4],
-                                cfg.chunk_other, **opts, **extra)
+                _, other = dgd_update(self.memory, other, rep[0], rep[1], None, rep[2], rep[3], rep[4],
+                                      cfg.chunk_other, **opts, source=f"{self.name}.other")
             pieces.append((q, k, v, eta, alpha))
         q, k, v, eta, alpha = (torch.cat(p, 1) if p[0] is not None else None for p in zip(*pieces))
-        extra = {} if cfg.reference else {"source": self.name}
         # y_t = M_memory,anchor(q_t) and M_memory's own DGD writes (NL eq 83, 86-88, 90)
-        y, memory = rule(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
-                         **opts, **extra)
+        y, memory = dgd_update(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
+                               **opts, source=self.name)
         out = gated_readout(y, x, self.out_norm, self.to_gate, self.to_out)
         return out, SelfModifyingState(memory, other, conv)

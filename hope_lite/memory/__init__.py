@@ -2,7 +2,7 @@
 
 A memory here is a *stateless description* of a function family. Its state is an explicit tuple
 of weight tensors, one per linear layer, each shaped ``[B, out, in]`` with ``B`` the number of
-independent memories (batch x heads). That keeps the update rules in ``hope_lite.functional``
+independent memories (batch x heads). That keeps the update rules in ``hope_lite.rules.titans``
 pure: weights in, weights out.
 
 Every memory offers three things:

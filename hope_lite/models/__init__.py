@@ -11,70 +11,33 @@ Build by name: ``make_model("tiny", "mac", vocab_size=task.vocab_size)``. Add a 
 """
 
 from hope_lite.models.common import (
-    CHANNELS,
-    IGNORE_INDEX,
-    MIXERS,
-    MLP,
-    Block,
     LanguageModel,
     ModelConfig,
     count_parameters,
     register_channel,
     register_mixer,
 )
-from hope_lite.models.transformer import CausalSelfAttention, TransformerLM, apply_rope, rope_angles
-from hope_lite.models.titans import (
-    VARIANTS,
-    MACState,
-    MemoryAsContext,
-    TitansLM,
-    mac_mask,
-    memory_config,
-    read_memory,
-)
-from hope_lite.models.hope import CMSChannel, HopeAttentionLM, HopeLM, cms_config, selfmod_config
-from hope_lite.models.configs import (
-    BASELINE,
-    KINDS,
-    SIZES,
-    make_config,
-    make_model,
-    parameter_table,
-    register_kind,
-)
+# in this order, each module registers its mixers and channels (the order error messages list)
+from hope_lite.models.transformer import TransformerLM  # isort: skip
+from hope_lite.models.titans import MACState, TitansLM  # isort: skip
+from hope_lite.models.hope import HopeAttentionLM, HopeLM  # isort: skip
+from hope_lite.models.configs import KINDS, SIZES, make_config, make_model, parameter_table, register_kind
 
 __all__ = [
-    "BASELINE",
-    "CHANNELS",
-    "IGNORE_INDEX",
     "KINDS",
-    "MIXERS",
-    "MLP",
     "SIZES",
-    "VARIANTS",
-    "Block",
-    "CMSChannel",
-    "CausalSelfAttention",
     "HopeAttentionLM",
     "HopeLM",
     "LanguageModel",
     "MACState",
-    "MemoryAsContext",
     "ModelConfig",
     "TitansLM",
     "TransformerLM",
-    "apply_rope",
-    "cms_config",
     "count_parameters",
-    "mac_mask",
     "make_config",
     "make_model",
-    "memory_config",
     "parameter_table",
-    "read_memory",
     "register_channel",
     "register_kind",
     "register_mixer",
-    "rope_angles",
-    "selfmod_config",
 ]

@@ -16,7 +16,7 @@ Choices (the paper omits normalisation and residuals from eq 94-97):
   ``CMS(h) - h``, the sum of the levels' updates: a block adds each level's update once.
 - Periods: ``options["cms_periods"]`` (default (1, 4, 16), fastest first, in optimizer steps when
   training and in tokens when reading online); variant ``options["cms_variant"]`` (default
-  "sequential", as eq 97). :func:`hope_lite.train.train` wraps the optimizer in a
+  "sequential", as eq 97). :func:`hope_lite.training.loop.train` wraps the optimizer in a
   :class:`~hope_lite.layers.CMSSchedule`, so level l is written every C(l) steps with the summed
   gradient of its chunk (eq 71).
 - Every CMS level is ``mlp_hidden`` wide, so ``make_model(size, "hope")`` matches the transformer's

@@ -18,7 +18,7 @@ M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) - eta_t (M_anchor k_t - vhat_t) k_t^T
 Choices where the paper is ambiguous (PAPER_NOTES sec. 6):
 
 - factor 2: the loss is halved (as eq 56 is), so g = (M k - vhat) k^T is exactly eq 93's term.
-  ``functional.py`` follows Titans eq 12 without the 1/2: its u_t is twice this g.
+  ``rules/titans.py`` follows Titans eq 12 without the 1/2: its u_t is twice this g.
 - normalisation: eq 57 assumes ||x||^2 = lambda. Each layer is its own associative memory whose
   key is the layer's input a_l (eq 29-31), so its decay term uses the unit vector ah_l; the
   gradient term keeps a_l as it is. For the first layer and unit keys, ah = k.
@@ -29,10 +29,11 @@ Choices where the paper is ambiguous (PAPER_NOTES sec. 6):
   in Titans eq 14, and the multiplicative term acts on W at every token. ``beta=None``: no
   momentum (S = 0, equal to beta = 0). ``alpha=None``: no weight decay (alpha = 1).
 - ``delta=False`` drops the -eta ah ah^T term: plain GD with weight decay and momentum, which is
-  the Titans rule of ``functional.py`` with theta = eta / 2, eta = beta and alpha = 1 - alpha.
+  the Titans rule of ``rules/titans.py`` with theta = eta / 2, eta = beta and alpha = 1 - alpha.
 
-Two implementations, equal in float64 (tests/test_dgd.py): :func:`dgd_update_reference`, the
-literal per-token loop with gradients by ``torch.func``, and :func:`dgd_update_chunked`. Inside a
+:func:`dgd_update` runs it by one of two implementations (``impl=``), equal in float64
+(tests/test_dgd.py): ``"naive"``, :func:`dgd_update_reference`, the literal per-token loop with
+gradients by ``torch.func``, and ``"chunk"``, :func:`dgd_update_chunked`. Inside a
 chunk of c tokens from (W_0, S_0) the fast one writes W_t = alpha_t W_{t-1} + S_t - eta_t r_t ah_t^T
 with reads r_t = W_{t-1} ah_t. Everything except r is a scalar-weighted sum:
 
@@ -53,11 +54,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hope_lite import trace
-from hope_lite.functional import MemoryState, check_inputs
-from hope_lite.scan import chunk_segments, decay_products
+from hope_lite.rules.state import MemoryState, check_inputs
+from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
 
-__all__ = ["dgd_update_chunked", "dgd_update_reference"]
+__all__ = ["IMPLS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
+
+IMPLS = ("naive", "chunk")  # the implementations of the rule, slowest and plainest first
 
 
 # --------------------------------------------------------------------------- fast path
@@ -94,6 +97,37 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
         new_w.append(W)
         new_s.append(S)
     return y, tuple(new_w), tuple(new_s), err, signals
+
+
+def dgd_update(
+    memory: Memory,
+    state: MemoryState,
+    k: Tensor,
+    v: Tensor,
+    q: Tensor | None,
+    eta: Tensor,
+    alpha: Tensor | None = None,
+    beta: Tensor | None = None,
+    chunk_size: int = 16,
+    *,
+    self_target: bool = False,
+    delta: bool = True,
+    impl: str = "chunk",
+    source: str = "memory",
+) -> tuple[Tensor | None, MemoryState]:
+    """DGD over a sequence by the implementation ``impl``; both are equal in float64.
+
+    ``"naive"`` is :func:`dgd_update_reference` (records no trace: ``source`` does not apply),
+    ``"chunk"`` is :func:`dgd_update_chunked`. The other arguments are those of
+    :func:`dgd_update_chunked`.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+    if impl == "naive":
+        return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size,
+                                    self_target=self_target, delta=delta)  # fmt: skip
+    return dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size,
+                              self_target=self_target, delta=delta, source=source)  # fmt: skip
 
 
 def dgd_update_chunked(

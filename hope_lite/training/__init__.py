@@ -1,4 +1,10 @@
-"""Pieces of the training loop (``hope_lite.train``): checkpoints, distributed helpers, CLI."""
+"""Training: the loop (:mod:`~hope_lite.training.loop`), checkpoints, distributed helpers, the CLI.
+
+    from hope_lite.training import TrainConfig, train
+    history = train(model, task, TrainConfig(steps=200))
+
+``python -m hope_lite.training --help`` runs the same from the command line.
+"""
 
 from hope_lite.training.checkpoint import (
     atomic_save,
@@ -7,6 +13,18 @@ from hope_lite.training.checkpoint import (
     save_checkpoint,
     seed_everything,
     set_rng_state,
+)
+from hope_lite.training.loop import (
+    History,
+    LogitsOnly,
+    TrainConfig,
+    batch_loss,
+    batch_source,
+    cms_schedule,
+    evaluate,
+    logits_of,
+    lr_factor,
+    train,
 )
 from hope_lite.training.distributed import (
     all_reduce_sum,
@@ -22,6 +40,16 @@ from hope_lite.training.distributed import (
 )
 
 __all__ = [
+    "History",
+    "LogitsOnly",
+    "TrainConfig",
+    "batch_loss",
+    "batch_source",
+    "cms_schedule",
+    "evaluate",
+    "logits_of",
+    "lr_factor",
+    "train",
     "all_reduce_sum",
     "atomic_save",
     "backend_for",

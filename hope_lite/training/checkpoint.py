@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT = "hope_lite.train/1"
+FORMAT = "hope_lite.training.loop/1"
 
 
 def seed_everything(seed: int) -> None:

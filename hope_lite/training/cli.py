@@ -1,11 +1,11 @@
-"""``python -m hope_lite.train``: train a named model on a named task, in one or several processes.
+"""``python -m hope_lite.training``: train a named model on a named task, in one or several processes.
 
-    python -m hope_lite.train --task mad_in_context_recall --size tiny --kind mac --steps 300
-    python -m hope_lite.train --task parity --kind lmm --ddp --nproc 2          # mp.spawn, gloo/NCCL
-    torchrun --nproc_per_node 2 -m hope_lite.train --task parity --ddp         # torchrun
+    python -m hope_lite.training --task mad_in_context_recall --size tiny --kind mac --steps 300
+    python -m hope_lite.training --task parity --kind lmm --ddp --nproc 2          # mp.spawn, gloo/NCCL
+    torchrun --nproc_per_node 2 -m hope_lite.training --task parity --ddp         # torchrun
 
 Task parameters: ``--task-param seq_len=64 --task-param vocab_size=32``. With ``--history
-out.json`` process 0 writes the :class:`hope_lite.train.History` as JSON.
+out.json`` process 0 writes the :class:`hope_lite.training.loop.History` as JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _value(text: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hope_lite.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hope_lite.training", description=__doc__.split("\n")[0])
     p.add_argument("--task", default="mad_in_context_recall", help="a name of hope_lite.tasks.TASKS")
     p.add_argument("--task-param", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--size", default="tiny", help="a size of hope_lite.models.SIZES")
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> None:
     """Build the task and model from ``args`` and train; every process calls this."""
     from hope_lite.models import make_model
     from hope_lite.tasks import make_task
-    from hope_lite.train import TrainConfig, train
+    from hope_lite.training import TrainConfig, train
     from hope_lite.training.checkpoint import seed_everything
 
     params = dict(kv.split("=", 1) for kv in args.task_param)

@@ -10,8 +10,8 @@ the average ``(1/W) sum_r grad loss_r`` is the gradient of the token-mean loss o
 exactly what one process computes on the union, even when the processes score different numbers
 of tokens (``-100`` targets). ``N`` costs one all-reduce of a scalar per step.
 
-Launch with ``torchrun --nproc_per_node W -m hope_lite.train ...`` (:func:`init_from_env` reads
-its environment) or, in one command, with :func:`spawn` (``python -m hope_lite.train --ddp``).
+Launch with ``torchrun --nproc_per_node W -m hope_lite.training ...`` (:func:`init_from_env` reads
+its environment) or, in one command, with :func:`spawn` (``python -m hope_lite.training --ddp``).
 Backends: NCCL on CUDA, gloo on CPU; the rendezvous is TCP on 127.0.0.1 and a free port.
 """
 

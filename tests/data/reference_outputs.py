@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
 
 from hope_lite.models import make_model  # noqa: E402
 from hope_lite.tasks import make_task  # noqa: E402
-from hope_lite.train import TrainConfig, train  # noqa: E402
+from hope_lite.training import TrainConfig, train  # noqa: E402
 
 KINDS = ("transformer", "lmm", "mac", "hope", "hope_attention")
 PATH = Path(__file__).with_suffix(".pt")

@@ -16,7 +16,7 @@ one batched forward per segment between boundaries, not one per token.
 Two ways to write the levels:
 
 - **training mode**: :meth:`ContinuumMemory.forward` uses the levels' ``nn.Parameter`` s; the
-  outer optimizer trains them, and :class:`hope_lite.layers.cms_schedule.CMSSchedule` makes it
+  outer optimizer trains them, and :class:`hope_lite.layers.cms.schedule.CMSSchedule` makes it
   update level l only every C_l steps with the summed gradient of those steps.
 - **online mode**: :meth:`ContinuumMemory.read` reads a stream and keeps learning: every level
   accumulates the gradient of a caller-given loss and applies it at its period with its own
@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hope_lite.layers.cms_online import CMSState, OnlineLoss, Weights, read_online
+from hope_lite.layers.cms.online import CMSState, OnlineLoss, Weights, read_online
 
 VARIANTS = ("sequential", "independent", "nested")
 Activation = Callable[[Tensor], Tensor]
@@ -233,7 +233,7 @@ class ContinuumMemory(nn.Module):
         weights) and ``span``, their slice of this call's tokens (``targets[:, span]``), and
         returns a scalar. Sequences have their own weights and never mix, so return a *sum* over
         the batch (a mean divides every gradient by b). The outer loop sees nothing: ``x`` is
-        detached and ``y`` and the state carry no graph. See :mod:`hope_lite.layers.cms_online`.
+        detached and ``y`` and the state carry no graph. See :mod:`hope_lite.layers.cms.online`.
         """
         self._check_x(x)
         if state is None:

@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from hope_lite import trace
-from hope_lite.layers.cms import CMSLevel, ContinuumMemory
-from hope_lite.layers.cms_online import Levels, level_norms
+from hope_lite.layers.cms.levels import CMSLevel, ContinuumMemory
+from hope_lite.layers.cms.online import Levels, level_norms
 
 REDUCTIONS = ("sum", "mean")
 

@@ -7,20 +7,25 @@ For every token t, with anchor(t) the memory's state at the start of t's chunk o
     M_t = (1 - alpha_t) M_{t-1} + S_t                  (Titans eq 13: forgetting gate)
     y_t = M_anchor(t)(q_t)                             (Titans eq 15; b = 1 gives M_{t-1}(q_t))
 
-Two implementations, equal in float64 (tests/test_functional.py):
+:func:`titans_update` runs it by one of three implementations (``impl=``), equal in float64
+(tests/test_functional.py, tests/test_chunk_scan.py):
 
-- :func:`titans_update_reference`: the literal per-token loop above, gradients by ``torch.func``.
-- :func:`titans_update_chunked`: per-token semantics at per-chunk cost (for the default depth-2
-  MLP memory its whole chunks run through :mod:`hope_lite.chunk_scan`, the same arithmetic with a
-  backward written by hand, itself tested against the autograd path here). Unrolling the two
-  recurrences over a chunk of c tokens gives (eq 16 and eq 18 with momentum)
+- ``"naive"``, :func:`titans_update_reference`: the literal per-token loop above, gradients by
+  ``torch.func``.
+- ``"chunk"``, :func:`titans_update_chunked`: per-token semantics at per-chunk cost, every chunk
+  through autograd.
+- ``"scan"`` (the layers' default): the same, with whole chunks of the default depth-2 MLP memory
+  run through :mod:`hope_lite.rules.titans_scan`, the same arithmetic with a backward written by
+  hand.
 
-      S_end = E S_0 - sum_i theta_i prod_{j>i} eta_j u_i
-      M_end = A M_0 + F S_0 - sum_i theta_i sum_{t>=i} prod_{j>t}(1-alpha_j) prod_{i<j<=t} eta_j u_i
+Unrolling the two recurrences over a chunk of c tokens gives (eq 16 and eq 18 with momentum)
 
-  with scalars E = prod eta_j, A = prod (1-alpha_j), F = sum_t prod_{j>t}(1-alpha_j) prod_{j<=t}
-  eta_j. Each sum is the gradient of a *weighted* loss at the anchor, one matmul per layer from
-  the memory's layer signals: per-token gradients are never materialised.
+    S_end = E S_0 - sum_i theta_i prod_{j>i} eta_j u_i
+    M_end = A M_0 + F S_0 - sum_i theta_i sum_{t>=i} prod_{j>t}(1-alpha_j) prod_{i<j<=t} eta_j u_i
+
+with scalars E = prod eta_j, A = prod (1-alpha_j), F = sum_t prod_{j>t}(1-alpha_j) prod_{j<=t}
+eta_j. Each sum is the gradient of a *weighted* loss at the anchor, one matmul per layer from the
+memory's layer signals: per-token gradients are never materialised.
 
 State is explicit (:class:`MemoryState`), so a stream cut into pieces gives the same result as one
 call; a piece may end mid-chunk.
@@ -30,75 +35,24 @@ Index letters: B memories (batch x heads), n tokens, c tokens in a chunk, d feat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import Tensor
-
 from torch.utils.checkpoint import checkpoint
 
 from hope_lite import trace
-from hope_lite.chunk_scan import chunk_scan
+from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
-from hope_lite.scan import chunk_segments, decay_products
+from hope_lite.rules.state import MemoryState, check_inputs, clip_factor, surprise_norm
+from hope_lite.rules.titans_scan import chunk_scan
 
-__all__ = [
-    "MemoryState",
-    "check_inputs",
-    "init_state",
-    "chunk_coefficients",
-    "titans_update_chunked",
-    "titans_update_reference",
-]
+__all__ = ["IMPLS", "chunk_coefficients", "titans_update", "titans_update_chunked", "titans_update_reference"]
 
-
-@dataclass(frozen=True)
-class MemoryState:
-    """Everything a Titans memory carries from one token to the next.
-
-    Attributes:
-        weights: ``M_t``, one ``[B, out, in]`` tensor per memory layer.
-        momentum: ``S_t``, the same shapes.
-        anchor: the weights at the start of the current chunk (gradients and reads use these);
-            equal to ``weights`` whenever ``position`` is a multiple of the chunk size.
-        position: number of tokens read so far.
-    """
-
-    weights: Weights
-    momentum: Weights
-    anchor: Weights
-    position: int = 0
-
-
-def init_state(weights: Weights) -> MemoryState:
-    """A fresh state: memory ``weights``, zero momentum, position 0."""
-    return MemoryState(tuple(weights), tuple(torch.zeros_like(w) for w in weights), tuple(weights))
+IMPLS = ("naive", "chunk", "scan")  # the implementations of the rule, slowest and plainest first
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def check_inputs(memory: Memory, state: MemoryState, chunk_size: int, k: Tensor,
-                 vectors: dict[str, Tensor | None], gates: dict[str, Tensor | None]) -> None:
-    """Raise a clear error unless keys ``k [B, n, d]``, the other ``vectors`` (like k), the
-    ``gates`` (``[B, n]``; ``None`` entries are skipped), ``state`` and ``chunk_size`` fit."""
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
-    if k.dim() != 3:
-        raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
-    B, n, d = k.shape
-    if d != memory.dim:
-        raise ValueError(f"k has {d} features but the memory has dim={memory.dim}")
-    for name, x in vectors.items():
-        if x is not None and tuple(x.shape) != (B, n, d):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {(B, n, d)} like k")
-    for name, x in gates.items():
-        if x is not None and tuple(x.shape) != (B, n):
-            raise ValueError(f"{name} has shape {tuple(x.shape)}; expected [B, n] = {(B, n)}")
-    for name in ("weights", "momentum", "anchor"):
-        memory.check_weights(getattr(state, name), copies=B, name=f"state.{name}")
-    if state.position < 0:
-        raise ValueError(f"state.position={state.position} must be >= 0")
 
 
 def _check(memory: Memory, state: MemoryState, k, v, q, theta, eta, alpha, chunk_size, max_surprise) -> None:
@@ -177,20 +131,6 @@ def _segment_transitions_exact(theta, eta, alpha, segments) -> list[tuple[Tensor
     return out
 
 
-def surprise_norm(signals) -> Tensor:
-    """``||u_t||_F`` per token from layer signals of ``dy = err``: ``[B, c]``.
-
-    Each layer's gradient is an outer product, so ``||u_t||^2 = 4 sum_l ||delta_l,t||^2 ||a_l,t||^2``.
-    """
-    sq = sum(delta.square().sum(-1) * inp.square().sum(-1) for delta, inp in signals)
-    return 2 * sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
-
-
-def clip_factor(norm: Tensor, max_surprise: float | None) -> Tensor | float:
-    """``min(1, max_surprise / ||u_t||)``: the factor that caps a token's surprise (1 if off)."""
-    return 1.0 if max_surprise is None else (max_surprise / norm).clamp(max=1.0)
-
-
 def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, q: Tensor,
            mix: Tensor, w: Tensor, max_surprise: float | None):
     """One segment: read ``y = M_anchor(q)``, then write on the stacked state ``[S; M]``.
@@ -234,8 +174,44 @@ def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | Non
 
 
 def _scannable(memory: Memory) -> bool:
-    """Whether :func:`hope_lite.chunk_scan.chunk_scan` covers this memory (the default MLP, depth 2)."""
+    """Whether :func:`hope_lite.rules.titans_scan.chunk_scan` covers this memory (the default MLP, depth 2)."""
     return isinstance(memory, ResidualMLPMemory) and memory.depth == 2
+
+
+def titans_update(
+    memory: Memory,
+    state: MemoryState,
+    k: Tensor,
+    v: Tensor,
+    q: Tensor,
+    theta: Tensor,
+    eta: Tensor,
+    alpha: Tensor,
+    chunk_size: int,
+    *,
+    impl: str = "scan",
+    source: str = "memory",
+    checkpoint_chunks: int = 0,
+    max_surprise: float | None = None,
+) -> tuple[Tensor, MemoryState]:
+    """The Titans rule over a sequence by the implementation ``impl``; all three are equal in float64.
+
+    - ``"naive"``: :func:`titans_update_reference`, the literal per-token loop (records no trace
+      and keeps every state: ``source`` and ``checkpoint_chunks`` do not apply).
+    - ``"chunk"``: :func:`titans_update_chunked` with every chunk through autograd.
+    - ``"scan"``: the same, but whole chunks of the default memory (residual MLP of depth 2) run
+      through :func:`~hope_lite.rules.titans_scan.chunk_scan`, whose backward is written by hand.
+      Where the scan does not apply (other memories, a chunk cut by the end of a call, an active
+      trace recorder) it falls back to the ``"chunk"`` path, which computes the same function.
+
+    The other arguments are those of :func:`titans_update_chunked`.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+    if impl == "naive":
+        return titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
+    return titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size, source,
+                                 checkpoint_chunks, max_surprise, scan=impl == "scan")  # fmt: skip
 
 
 def titans_update_chunked(
@@ -251,6 +227,7 @@ def titans_update_chunked(
     source: str = "memory",
     checkpoint_chunks: int = 0,
     max_surprise: float | None = None,
+    scan: bool = True,
 ) -> tuple[Tensor, MemoryState]:
     """Read and write a Titans memory over a sequence, chunk-parallel (see module docstring).
 
@@ -267,6 +244,9 @@ def titans_update_chunked(
             for the backward pass and recompute the rest (less memory, about a third more time).
         max_surprise: if set, every token's surprise is capped, ``u_t <- u_t min(1, max_surprise /
             ||u_t||)`` (not in the paper; titans-pytorch's ``max_grad_norm`` does the same).
+        scan: run whole chunks of the default memory through the hand-differentiated scan when
+            nothing is recorded (``titans_update(impl="scan")``); False keeps every chunk on
+            autograd (``impl="chunk"``).
 
     Returns:
         ``y [B, n, d]`` and the state after the last token.
@@ -306,7 +286,7 @@ def titans_update_chunked(
         y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0), max_surprise)
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
-    if body and rec is None and _scannable(memory):  # backward by hand, equal in float64
+    if body and scan and rec is None and _scannable(memory):  # backward by hand, equal in float64
         start, end = segments[head][0], segments[len(data) - tail - 1][1]  # the whole chunks' tokens
         mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:])
         y, stacked = chunk_scan(k[:, start:end], v[:, start:end], q[:, start:end], mix, w, stacked,

@@ -19,7 +19,7 @@ under bf16 autocast (``amp``) and may be compiled (``compile``); on the CPU both
 Under ``torch.distributed`` the model is wrapped in DDP and each process takes its rows of the
 global batch (``training.distributed``).
 
-CLI: ``python -m hope_lite.train --task mad_in_context_recall --kind mac --steps 300 [--ddp]``.
+CLI: ``python -m hope_lite.training --task mad_in_context_recall --kind mac --steps 300 [--ddp]``.
 """
 
 from __future__ import annotations
@@ -323,9 +323,3 @@ def train(
             if is_distributed():
                 torch.distributed.barrier()
     return history
-
-
-if __name__ == "__main__":
-    from hope_lite.training.cli import main
-
-    main()

@@ -1,6 +1,6 @@
 """Whole chunks of the Titans rule for the default memory, differentiated by hand.
 
-The readable fast path, :func:`hope_lite.functional._run`, lets autograd record every small
+The readable fast path, :func:`hope_lite.rules.titans._run`, lets autograd record every small
 operation of every chunk: graph nodes, saved tensors, and gradient buffers that are filled with
 zeros and accumulated into, per chunk. :class:`ChunkScan` runs the same chunks for the residual MLP
 memory of depth 2 (NL eq 89, the default) with no autograd graph and writes the backward out
@@ -19,7 +19,7 @@ at the chunk-start weights:
     [S; M]_end = mix [S; M]_0 + g                                  (eq 16-18, per layer)
     Y = Q + silu(Q W2^T) W1^T                                      (the read, eq 15)
 
-with ``mix`` and ``w`` from :func:`hope_lite.functional._transition`. Writes run chunk after chunk;
+with ``mix`` and ``w`` from :func:`hope_lite.rules.titans._transition`. Writes run chunk after chunk;
 reads need only each chunk's start weights, so they run after the writes, 16 chunks in one batched
 product. Matrix products run in the compute dtype (bf16 under autocast), the state update in the
 state's dtype.

@@ -33,7 +33,7 @@ from torch import Tensor
 from hope_lite import trace
 
 if TYPE_CHECKING:
-    from hope_lite.layers.cms import ContinuumMemory
+    from hope_lite.layers.cms.levels import ContinuumMemory
 
 Weights = tuple[Tensor, Tensor]  # one level's (W1 [.., H, D], W2 [.., D, H])
 Levels = tuple[Weights, ...]  # one entry per level, in chain order
