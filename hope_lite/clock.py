@@ -1,14 +1,30 @@
-"""Chunk boundaries and decay products shared by the chunked update rules.
+"""Update frequency: when a memory is written (NL sec. 3: every level has its own clock).
+
+One home for the arithmetic of periods, whatever ticks the clock:
+
+- tokens, for the inner rules: a Titans / DGD memory takes a write per chunk of ``chunk_size``
+  tokens (:func:`chunk_segments`; :func:`decay_products` weighs a chunk's gates);
+- tokens, for the CMS read online: level l is written every ``C(l)`` tokens (NL eq 71;
+  :func:`segment_ends`, :func:`ends_period`);
+- optimizer steps, for the CMS trained by :class:`~hope_lite.layers.cms.schedule.CMSSchedule`
+  and for M3's slow momentum, refreshed every ``f`` steps (NL Algorithm 1; :func:`ends_period`).
 
 Index letters: c tokens in a chunk.
 """
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import Tensor
 
-__all__ = ["chunk_segments", "decay_products"]
+__all__ = ["chunk_segments", "decay_products", "ends_period", "segment_ends"]
+
+
+def ends_period(count: int, period: int) -> bool:
+    """Whether tick number ``count`` (counted from 1) closes a period of ``period`` ticks."""
+    return count % period == 0
 
 
 def chunk_segments(position: int, n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -16,6 +32,13 @@ def chunk_segments(position: int, n: int, chunk_size: int) -> list[tuple[int, in
     first = (-position) % chunk_size or chunk_size
     cuts = [0, *range(first, n, chunk_size), n]
     return [(s, e) for s, e in zip(cuts[:-1], cuts[1:]) if e > s]
+
+
+def segment_ends(periods: Iterable[int], position: int, n: int) -> list[int]:
+    """Where the segments of tokens ``position .. position+n-1`` end, in absolute positions: every
+    multiple of any period in ``(position, position + n)``, and ``position + n``."""
+    ends = {position + e for period in set(periods) for _, e in chunk_segments(position, n, period)}
+    return sorted(ends | {position + n})
 
 
 def decay_products(g: Tensor) -> Tensor:

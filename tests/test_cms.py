@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hope_lite import trace
+from hope_lite.clock import ends_period, segment_ends
 from hope_lite.layers.cms import CMSConfig, CMSSchedule, CMSState, ContinuumMemory
 from hope_lite.optim import M3, param_groups
 
@@ -372,3 +373,14 @@ def test_bad_inputs_states_and_schedules_raise():
     with pytest.raises(ValueError, match="reduction='max'"):
         CMSSchedule(cms, reduction="max")
     assert isinstance(cms.initial_state(1), CMSState)
+
+
+@pytest.mark.parametrize("position", [0, 3, 16])
+@pytest.mark.parametrize("n", [0, 1, 7, 40])
+def test_segment_ends_are_the_period_boundaries_and_the_end(position, n):
+    periods = (1, 4, 16) if n < 10 else (4, 16)
+    ends = segment_ends(periods, position, n)
+    by_loop = sorted({t for t in range(position + 1, position + n) if any(t % c == 0 for c in periods)}
+                     | {position + n})  # fmt: skip
+    assert ends == by_loop
+    assert all(ends_period(t, 4) == (t % 4 == 0) for t in range(1, 20))

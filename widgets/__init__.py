@@ -4,7 +4,7 @@ No computation happens here beyond indexing precomputed arrays: every view takes
 (or results) and has ``prepare`` -> ``make_figure`` -> ``update_step(fig, data, t)`` (works on
 ``go.Figure`` and ``go.FigureWidget``) -> ``to_static`` (frames + slider for HTML export), and a
 one-call widget (``memory_animator``, ``cms_timeline``, ``optimizer_race``, ``live_forgetting``) that links it to a
-``player`` (Play + slider). See shared DESIGN "Data flow for visualisation".
+``player`` (Play + slider): compute -> trace -> pure figure functions -> players (``widgets._common``).
 """
 
 from widgets import animator, cms, dashboard, forgetting, race

@@ -1,6 +1,6 @@
 """Helpers shared by the animated views: argument checks, downsampling, static frames.
 
-Every animated view follows one protocol (see DESIGN.md, "Data flow for visualisation"):
+Every animated view follows one protocol (compute -> trace -> figure -> player):
 
     data = prepare(trace, ...)          # precompute everything a step needs (numpy, no plotly)
     fig = make_figure(data)             # a go.Figure at t = 0

@@ -2,10 +2,10 @@
 
     hope-lite run babilong --preset quick
 
-The papers give figures, not numbers (PAPER_NOTES 4.4, 4.6): Titans (MAC) beats much larger
-models on BABILong and scales past 2M tokens; in NL Fig. 9 large models fail around 128K-256K,
-Titans and ARMT hold to ~1M, and HOPE "stays good up to 10M tokens", all after fine-tuning on the
-task. The claims here are therefore qualitative: memory models (HOPE, Titans) lose less accuracy
+The papers give figures, not numbers (Titans' BABILong figure; NL arXiv sec. 9.1-9.2): Titans
+(MAC) beats much larger models on BABILong and scales past 2M tokens; in NL Fig. 9 large models
+fail around 128K-256K, Titans and ARMT hold to ~1M, and HOPE "stays good up to 10M tokens", all
+after fine-tuning on the task. The claims here are therefore qualitative: memory models (HOPE, Titans) lose less accuracy
 with length than a Transformer, and HOPE holds at least as well as Titans at the longest length.
 
 Setup (toy scale). Per cell (one model kind) one tiny model is fine-tuned from scratch on a mixture

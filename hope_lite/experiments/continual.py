@@ -2,7 +2,7 @@
 
     hope-lite run continual --preset quick
 
-NL's CTNL experiment (PAPER_NOTES 4.6) teaches converted Llama models two novel languages
+NL's CTNL experiment (NL arXiv sec. 9.1) teaches converted Llama models two novel languages
 (Kalamang, Manchu) one after the other; the in-context-learning baseline (ICL, "Hope with one
 level") collapses on the first language, and Hope-1/2/3 (1, 2, 3 *extra* CMS levels) recover more
 as levels are added, Hope-3 "almost" reaching single-language performance. It is a figure

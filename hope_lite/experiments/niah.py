@@ -2,7 +2,7 @@
 
     hope-lite run niah --preset quick        # or: python -m hope_lite run niah
 
-The paper trains ~760M-parameter models (scale UNCERTAIN, PAPER_NOTES 4.3) on ~50B tokens and
+The paper trains ~760M-parameter models (the scale of this table is not stated) on ~50B tokens and
 evaluates RULER at 4K / 8K / 16K. Here, per cell (one model kind), one tiny model is trained on a
 mixture of the chosen variants (step s draws ``variants[s % len(variants)]``) at a short
 ``train_len`` with the needle at a uniform depth, then evaluated zero-shot on held-out rows at
@@ -85,7 +85,7 @@ PRESETS = {
                  eval_examples=32, eval_batch=16, piece_len=4096, attention_max_len=16384),
 }  # fmt: skip
 
-# NL arXiv Table 1 (PAPER_NOTES 4.3), at 4K / 8K / 16K
+# NL arXiv Table 1 (RULER NIAH), at 4K / 8K / 16K
 _TABLE1 = {
     "transformer": [(88.6, 76.4, 79.8), (100, 98.8, 94.2), (78.0, 69.2, 40.8), (79.4, 83.0, 61.4),
                     (58.9, 48.0, 29.8), (37.5, 34.1, 21.5)],

@@ -8,7 +8,7 @@
     y       = memory rule of hope_lite.rules.titans (eq 9-16), one memory per (batch, head)
     out     = W_o ( RMSNorm(y) * SiLU(x W_g) )                               output norm + gate
 
-Choices where Titans is silent (PAPER_NOTES sec. 1.1, 6.7): the gates are per token and per
+Choices where Titans is silent (Titans sec. 3.1, 4.4): the gates are per token and per
 head, linear in x_t, squashed by sigmoids; the order projection -> convolution -> SiLU; the gate
 is SiLU-activated (as Gated DeltaNet, which Titans follows); the initial memory weights are
 parameters shared across sequences (meta-learned, NL sec. 8.1); the initial momentum is zero.

@@ -13,7 +13,7 @@ per head, read and differentiated at the state it had at the start of its chunk 
 ``chunk_memory`` for M_memory and ``chunk_other`` for the others. The rule is
 :mod:`hope_lite.rules.dgd`; its choices (factor 2, normalisation, momentum) are documented there.
 
-Choices where the paper is silent (PAPER_NOTES sec. 6.5):
+Choices where the paper is silent (NL sec. 8.1-8.2):
 
 - heads: each head's memories map the head's own slice x_h of x (width d = D / h); with one head
   this is the paper's layer. Static projections (W_q, or W_k, W_v when not adaptive) mix all D.

@@ -4,7 +4,7 @@ Layers are stored in the order they are applied, so for depth 2 ``weights = (W_2
 paper's names: ``weights[0]`` is ``[hidden, d]`` and ``weights[-1]`` is ``[d, hidden]``. Depth L
 gives ``M(x) = x + W_L s(... s(W_1 x))``.
 
-Choice (PAPER_NOTES sec. 6.5, sigma unspecified): sigma = SiLU, as Titans uses SiLU elsewhere.
+Choice (NL eq 89 leaves sigma unspecified): sigma = SiLU, as Titans uses SiLU elsewhere.
 
 Index letters: B memories (batch x heads), n tokens, d features, h hidden features.
 """

@@ -1,7 +1,7 @@
 """Which parameters get an orthogonalised update, and one constructor for the course's optimizers.
 
 Muon-style optimizers (Muon, M3) orthogonalise the update of *hidden matrices* only. Following
-Muon's practice ([S10] in the notes), everything else goes to AdamW:
+Muon's practice (the KellerJordan/Muon repository), everything else goes to AdamW:
 
 - 1-D parameters (biases, norm gains) and scalars;
 - embedding tables (the weights of ``nn.Embedding`` / ``nn.EmbeddingBag``): rows are looked up,

@@ -56,6 +56,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from hope_lite.clock import ends_period
 from hope_lite.optim.newton_schulz import newton_schulz
 
 __all__ = ["M3", "MODES"]
@@ -198,7 +199,7 @@ class M3(Optimizer):
                     st[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
             st["step"] += 1
             t = st["step"]
-            if t > 1 and (t - 1) % f == 0:
+            if t > 1 and ends_period(t - 1, f):  # step t - 1 closed a chunk of f steps
                 # line 3: M2 = M2 + beta3 sum of the previous chunk's f gradients
                 if ema:
                     st["m2"].mul_(b3).add_(st["chunk_sum"], alpha=(1 - b3) / f)

@@ -9,8 +9,8 @@ starting from ``O_0 = g``; one step is
 
     O_{i+1} = O_i - zeta_{i+1} ( O_i - g + 2 O_i (O_i^T O_i - I) )     (NL eq 44)
 
-which recovers the cubic iteration ``O <- 1.5 O - 0.5 O O^T O``. Muon (Jordan et al., [S10] in
-the notes) uses a quintic polynomial instead, with coefficients chosen to maximise the slope at 0:
+which recovers the cubic iteration ``O <- 1.5 O - 0.5 O O^T O``. Muon (K. Jordan et al.,
+the KellerJordan/Muon repository; ``torch.optim.Muon``) uses a quintic polynomial instead, with coefficients chosen to maximise the slope at 0:
 
     X_0 = G / (||G||_F + eps)                       (so every singular value is <= 1)
     A = X X^T

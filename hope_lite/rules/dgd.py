@@ -15,7 +15,7 @@ every linear layer W_l of the memory, with a_l,t its input while M_anchor reads 
 with ah = a / ||a||. A linear memory with unit keys (ah = a = k) and no momentum gives NL eq 93:
 M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) - eta_t (M_anchor k_t - vhat_t) k_t^T.
 
-Choices where the paper is ambiguous (PAPER_NOTES sec. 6):
+Choices where the paper is ambiguous (NL eq 56-57, 86-93):
 
 - factor 2: the loss is halved (as eq 56 is), so g = (M k - vhat) k^T is exactly eq 93's term.
   ``rules/titans.py`` follows Titans eq 12 without the 1/2: its u_t is twice this g.

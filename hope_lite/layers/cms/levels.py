@@ -22,7 +22,7 @@ Two ways to write the levels:
   accumulates the gradient of a caller-given loss and applies it at its period with its own
   rate eta_l. The state (:class:`CMSState`) is explicit, so pieces of a stream == one call.
 
-Choices where the paper is ambiguous (PAPER_NOTES sec. 2.4, 6.6):
+Choices where the paper is ambiguous (NL sec. 7, eq 70-74):
 
 - **Order.** ``periods`` are listed in chain order, ``periods[0]`` reads x first; the default
   (1, 4, 16) is fastest-first, as Def. 2 ("a higher level has a lower frequency"). Eq 72-73 index
@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hope_lite.clock import ends_period
 from hope_lite.layers.cms.online import CMSState, OnlineLoss, Weights, read_online
 
 VARIANTS = ("sequential", "independent", "nested")
@@ -120,7 +121,7 @@ class CMSConfig:
         ``updated``: the levels with ``position = 0 mod C_l``. ``restarted`` (variant "nested"
         only): the levels whose parent is in ``updated``, slowest first, so restarts cascade.
         """
-        updated = [l for l, c in enumerate(self.periods) if position % c == 0]
+        updated = [l for l, c in enumerate(self.periods) if ends_period(position, c)]
         if self.variant != "nested" or not updated:
             return updated, []
         parents, periods = self.parents, self.periods

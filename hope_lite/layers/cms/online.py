@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from hope_lite import trace
+from hope_lite.clock import segment_ends
 
 if TYPE_CHECKING:
     from hope_lite.layers.cms.levels import ContinuumMemory
@@ -68,14 +69,6 @@ def level_norms(levels: Levels, reference: Levels | None = None) -> Tensor:
             sq = sq + (d if d.dim() == 3 else d.unsqueeze(0)).square().flatten(1).sum(1)  # [R]
         cols.append(sq.sqrt())
     return torch.stack(cols, dim=-1)
-
-
-def segment_ends(periods: tuple[int, ...], position: int, n: int) -> list[int]:
-    """Where the segments of tokens ``position .. position+n-1`` end: boundaries, and the end."""
-    end, cuts = position + n, {position + n}
-    for c in set(periods):
-        cuts.update(range((position // c + 1) * c, end, c))  # multiples of C in (position, end)
-    return sorted(cuts)
 
 
 def _segment_grads(cms: ContinuumMemory, weights, x: Tensor, span: slice, online_loss, logits):

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from hope_lite import trace
+from hope_lite.clock import ends_period
 from hope_lite.layers.cms.levels import CMSLevel, ContinuumMemory
 from hope_lite.layers.cms.online import Levels, level_norms
 
@@ -82,7 +83,7 @@ class CMSSchedule:
 
     def due(self, level: CMSLevel) -> bool:
         """Whether the coming step (``steps + 1``) writes ``level``."""
-        return (self.steps + 1) % level.period == 0
+        return ends_period(self.steps + 1, level.period)
 
     def prepare(self) -> None:
         """After ``backward()``, before ``optimizer.step()``: hold or release level gradients."""
