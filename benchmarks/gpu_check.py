@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
 from hope_lite.layers import NeuralMemory
 from hope_lite.memory import ResidualMLPMemory
+from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets

@@ -36,8 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hope_lite import trace  # noqa: E402
-from hope_lite.rules import init_state, titans_update_chunked  # noqa: E402
 from hope_lite.memory import LinearMemory, ResidualMLPMemory  # noqa: E402
+from hope_lite.rules import init_state, titans_update_chunked  # noqa: E402
 from widgets import animator, cms, race  # noqa: E402
 from widgets._common import replace_figure  # noqa: E402
 from widgets.player import player  # noqa: E402

@@ -24,8 +24,8 @@ from hope_lite.experiments.config import UsageError, parse_assignments
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, headline_metrics
 from hope_lite.experiments.runner import run_experiment
-from hope_lite.experiments.suite import run_suite
 from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult
+from hope_lite.experiments.suite import run_suite
 
 PROG = "hope-lite"
 

@@ -5,9 +5,9 @@ import functools
 import pytest
 import torch
 
-from hope_lite.rules.titans_scan import READ_BLOCK, chunk_scan
-from hope_lite.rules.titans import _run, _segment_transitions
 from hope_lite.memory import ResidualMLPMemory
+from hope_lite.rules.titans import _run, _segment_transitions
+from hope_lite.rules.titans_scan import READ_BLOCK, chunk_scan
 
 
 def inputs(B=3, nc=4, c=5, d=6, h=10, seed=0):

@@ -9,8 +9,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hope_lite.models import make_model
 from hope_lite.tasks import make_task
-from hope_lite.training import LogitsOnly, TrainConfig, batch_loss, train
-from hope_lite.training import shard, spawn
+from hope_lite.training import LogitsOnly, TrainConfig, batch_loss, shard, spawn, train
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 

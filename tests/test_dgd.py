@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import random_inputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_inputs
 from hope_lite import trace
 from hope_lite.clock import decay_products
 from hope_lite.memory import LinearMemory, ResidualMLPMemory

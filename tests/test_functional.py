@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from conftest import random_inputs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import random_inputs
+from hope_lite.memory import LinearMemory, ResidualMLPMemory
 from hope_lite.rules import (
     MemoryState,
     chunk_coefficients,
@@ -14,7 +15,6 @@ from hope_lite.rules import (
     titans_update_chunked,
     titans_update_reference,
 )
-from hope_lite.memory import LinearMemory, ResidualMLPMemory
 from hope_lite.rules.titans import IMPLS
 
 MEMORIES = {

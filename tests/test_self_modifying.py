@@ -6,9 +6,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from hope_lite import trace
-from hope_lite.rules import init_state
 from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans
-from hope_lite.rules import dgd_update_chunked
+from hope_lite.rules import dgd_update_chunked, init_state
 
 STATIC = dict(adaptive_k=False, adaptive_v=False, adaptive_q=False, adaptive_eta=False,
               adaptive_alpha=False)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from hope_lite.tasks import IGNORE_INDEX, TASKS, Batch, Task, make_task, task_params
-from hope_lite.tasks.base import check_fraction, check_int, check_span, collect_split, row_hash
+from hope_lite.tasks.base import collect_split, row_hash
+from hope_lite.validate import check_fraction, check_int, check_span
 
 FORMAL_SMALL = {"train_lengths": (1, 12), "bin0_lengths": (13, 24), "bin1_lengths": (25, 40)}
 # small but non-trivial parameters for every registered task

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_inputs
+
 from hope_lite import trace
-from hope_lite.rules import init_state, titans_update_chunked
 from hope_lite.layers import NeuralMemory
 from hope_lite.memory import ResidualMLPMemory
+from hope_lite.rules import init_state, titans_update_chunked
 
 
 def test_records_per_token_series_that_match_autograd():

@@ -8,8 +8,15 @@ import torch
 
 from hope_lite.models import make_model
 from hope_lite.tasks import make_task
-from hope_lite.training import History, TrainConfig, batch_source, lr_factor, train
-from hope_lite.training import atomic_save, load_checkpoint
+from hope_lite.training import (
+    History,
+    TrainConfig,
+    atomic_save,
+    batch_source,
+    load_checkpoint,
+    lr_factor,
+    train,
+)
 from hope_lite.training.cli import main
 
 TASK = make_task("mad_in_context_recall", seq_len=24)

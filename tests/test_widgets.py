@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from hope_lite import trace
-from hope_lite.rules import init_state, titans_update_chunked
 from hope_lite.memory import LinearMemory
+from hope_lite.rules import init_state, titans_update_chunked
 from widgets import snapshot_animation, timeline_figure, try_it
 
 

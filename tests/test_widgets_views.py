@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from hope_lite import trace
-from hope_lite.rules import init_state, titans_update_chunked
 from hope_lite.memory import LinearMemory, ResidualMLPMemory
 from hope_lite.optim import toy
+from hope_lite.rules import init_state, titans_update_chunked
 from widgets import animator, cms, race
 from widgets._common import downsample, frame_times
 from widgets.player import player, set_steps
@@ -88,9 +88,9 @@ def test_player_slider_drives_every_view():
 
 def test_player_bad_input():
     fw = go.FigureWidget()
-    with pytest.raises(ValueError, match="n_steps=0 is out of range"):
+    with pytest.raises(ValueError, match="n_steps=0 must be an integer >= 1"):
         player(0, [(fw, lambda f, t: None)])
-    with pytest.raises(ValueError, match="start=5 is out of range: allowed 0..4"):
+    with pytest.raises(ValueError, match="start=5 must be an integer in 0..4"):
         player(5, [(fw, lambda f, t: None)], start=5)
     with pytest.raises(ValueError, match="non-empty list"):
         player(5, [])
@@ -152,7 +152,7 @@ def test_probe_keys():
         animator.probe_key(4, token=1, seed=2)
     with pytest.raises(ValueError, match="token= needs keys="):
         animator.probe_key(4, token=1)
-    with pytest.raises(ValueError, match="token=3 is out of range: allowed 0..2"):
+    with pytest.raises(ValueError, match="token=3 must be an integer in 0..2"):
         animator.probe_key(4, token=3, keys=keys)
     with pytest.raises(ValueError, match="vector has 2 entries; the memory needs 4"):
         animator.probe_key(4, vector=[1, 2])
@@ -176,16 +176,16 @@ def test_animator_static_has_frames_and_slider(written):
 
 def test_animator_bad_input(written):
     memory, tr, k, v, w0 = written
-    with pytest.raises(ValueError, match="row=1 is out of range: allowed 0..0"):
+    with pytest.raises(ValueError, match="row=1 must be an integer in 0..0"):
         animator.prepare(tr, row=1)
-    with pytest.raises(ValueError, match="window=0 is out of range"):
+    with pytest.raises(ValueError, match="window=0 must be an integer"):
         animator.prepare(tr, window=0)
     with pytest.raises(ValueError, match="tokens has 2 labels; the trace has 16"):
         animator.prepare(tr, tokens=["a", "b"])
-    with pytest.raises(ValueError, match=r"layers\[i\]=5 is out of range"):
+    with pytest.raises(ValueError, match=r"layers\[i\]=5 must be an integer in"):
         animator.prepare(tr, layers=[5])
     data = animator.prepare(tr)
-    with pytest.raises(ValueError, match="t=16 is out of range: allowed 0..15"):
+    with pytest.raises(ValueError, match="t=16 must be an integer in 0..15"):
         animator.update_step(animator.make_figure(data), data, 16)
     bare, *_ = write(memory, snapshot_every=None)
     with pytest.raises(ValueError, match="no snapshots"):
@@ -263,9 +263,9 @@ def test_cms_static_and_bad_input(cms_replay):
     fig = cms.to_static(view, max_frames=10)
     assert len(fig.frames) == len(fig.layout.sliders[0].steps) == 10
     assert fig.frames[-1].name == "40"
-    with pytest.raises(ValueError, match="row=1 is out of range: allowed 0..0"):
+    with pytest.raises(ValueError, match="row=1 must be an integer in 0..0"):
         cms.prepare(tr, row=1)
-    with pytest.raises(ValueError, match="t=41 is out of range"):
+    with pytest.raises(ValueError, match="t=41 must be an integer in"):
         cms.update_step(fig, view, 41)
     empty = cms_replay((64, 128, 256))  # no level reaches its period in 40 tokens
     with pytest.raises(ValueError, match="no events"):
@@ -348,10 +348,10 @@ def test_race_static_and_widget(small_race):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(surface="bowl"), "surface='bowl' is unknown"),
     (dict(optimizers=("sgd", "lion")), "must be distinct names"),
-    (dict(beta1=1.0), r"beta1=1.0 is out of range: allowed \[0.0, 1.0\)"),
-    (dict(f=0), "f=0 is out of range"),
-    (dict(lr_scale=0), "lr_scale=0 is out of range"),
-    (dict(steps=0), "steps=0 is out of range"),
+    (dict(beta1=1.0), r"beta1=1.0 must be a number in \[0.0, 1.0\)"),
+    (dict(f=0), "f=0 must be an integer"),
+    (dict(lr_scale=0), "lr_scale=0 must be a number in"),
+    (dict(steps=0), "steps=0 must be an integer"),
     (dict(lr={"lion": 1.0}), "not racing"),
 ])
 def test_race_bad_input(kwargs, message):

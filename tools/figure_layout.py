@@ -97,8 +97,8 @@ def chromium_path() -> str | None:
 
 def check(figures_: list[tuple[str, dict]], width: int = WIDTH, shots: Path | None = None) -> dict[str, list[str]]:
     """``{where: [overlap, ...]}`` for each figure drawn at ``width`` px (empty lists when clean)."""
-    from plotly.offline import get_plotlyjs
     from playwright.sync_api import sync_playwright
+    from plotly.offline import get_plotlyjs
 
     executable = chromium_path()
     if executable is None:

@@ -74,8 +74,8 @@ def seconds(fn: Callable[[], object], repeats: int = 3) -> float:
 def fig_00() -> go.Figure:
     """00: the memory animator on notebook 00's hook (a linear memory reads 8 facts that change)."""
     from hope_lite import trace
-    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
+    from hope_lite.rules import init_state, titans_update_chunked
     from widgets import animator
 
     dim, pairs, n = 16, 8, 128
@@ -108,8 +108,8 @@ def fig_00() -> go.Figure:
 
 def fig_01() -> go.Figure:
     """01: capacity of a d x d matrix memory, Hebbian vs delta rule vs least squares (section 3)."""
-    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
+    from hope_lite.rules import init_state, titans_update_chunked
 
     dim, trials = 16, 4
     ratios = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0)
@@ -165,8 +165,8 @@ def fig_01() -> go.Figure:
 def fig_02() -> go.Figure:
     """02: timeline_figure of the hook: surprise spikes each time the facts change."""
     from hope_lite import trace
-    from hope_lite.rules import init_state, titans_update_chunked
     from hope_lite.memory import LinearMemory
+    from hope_lite.rules import init_state, titans_update_chunked
     from widgets import timeline_figure
 
     dim, pairs, n, regimes = 16, 8, 256, 4
@@ -191,8 +191,8 @@ def fig_02() -> go.Figure:
 
 def fig_03() -> go.Figure:
     """03: the chunked fast path: exact against the per-token loop, and its speed against chunk size."""
-    from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
     from hope_lite.memory import ResidualMLPMemory
+    from hope_lite.rules import init_state, titans_update_chunked, titans_update_reference
 
     # exactness, float64 (notebook 03 section 3): outputs, weights and momentum against the loop
     g = torch.Generator().manual_seed(0)
@@ -274,8 +274,8 @@ def fig_04() -> go.Figure:
 def fig_05() -> go.Figure:
     """05: plain GD against DGD on a bursty stream of repeated facts, chunks of 16 (the hook)."""
     from hope_lite import trace
-    from hope_lite.rules import init_state
     from hope_lite.memory import LinearMemory
+    from hope_lite.rules import init_state
     from hope_lite.rules.dgd import dgd_update_chunked
 
     dim, pairs, n, chunk, eta, burst = 16, 8, 512, 16, 0.2, 16

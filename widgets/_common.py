@@ -14,35 +14,16 @@ Every animated view follows one protocol (compute -> trace -> figure -> player):
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
+from hope_lite.validate import check_int
+
 MAX_FRAMES = 120  # frame budget of to_static (each frame repeats the animated traces)
 FRAME_MS = 250  # ms per frame when a static figure plays (plotly.js redraws heatmaps per frame)
 POINT_BUDGET = 2000  # points drawn per static line; longer series are min/max downsampled
-
-
-def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in ``[lo, hi]``, or a ValueError that names the argument and range."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-    if not ok:
-        raise ValueError(f"{name}={value!r} must be an integer in {span}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} is out of range: allowed {span}")
-    return int(value)
-
-
-def check_number(name: str, value, lo: float, hi: float, hi_open: bool = False) -> float:
-    """``value`` as a finite float in ``[lo, hi]`` (``[lo, hi)`` with ``hi_open``)."""
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    top = ")" if hi_open else "]"
-    if not ok or not math.isfinite(value) or value < lo or value > hi or (hi_open and value == hi):
-        raise ValueError(f"{name}={value!r} is out of range: allowed [{lo}, {hi}{top}")
-    return float(value)
 
 
 def downsample(x: np.ndarray, y: np.ndarray, budget: int = POINT_BUDGET) -> tuple[np.ndarray, np.ndarray]:

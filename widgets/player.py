@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
-from widgets._common import check_int
+from hope_lite.validate import check_int
 
 UpdateFn = Callable[[go.Figure, int], None]  # update(fig, t): show step t
 

@@ -13,7 +13,7 @@ import torch
 
 from hope_lite.memory import Memory
 from hope_lite.trace import MemoryTrace
-from widgets._common import check_int
+from hope_lite.validate import check_int
 
 __all__ = ["per_token", "probe", "probe_key", "snapshot_weights"]
 

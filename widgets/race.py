@@ -33,8 +33,17 @@ from plotly.subplots import make_subplots
 
 from hope_lite.optim import toy
 from hope_lite.optim.m3 import M3
-from widgets._common import (FRAME_MS, MAX_FRAMES, POINT_BUDGET, axis_ref, check_int, check_number, downsample,
-                             replace_figure, static_animation, stride)
+from hope_lite.validate import check_int, check_number
+from widgets._common import (
+    FRAME_MS,
+    MAX_FRAMES,
+    POINT_BUDGET,
+    axis_ref,
+    downsample,
+    replace_figure,
+    static_animation,
+    stride,
+)
 from widgets.player import player
 from widgets.style import COLORS
 
@@ -103,7 +112,7 @@ def race(surface: str = "psi", steps: int = 200, optimizers: Sequence[str] = RAC
         raise ValueError(f"optimizers={optimizers} must be distinct names from {toy.OPTIMIZERS}")
     check_number("lr_scale", lr_scale, 1e-4, 1e4)
     for name, value in (("beta1", beta1), ("beta2", beta2), ("beta3", beta3)):
-        check_number(name, value, 0.0, 1.0, hi_open=True)
+        check_number(name, value, 0.0, 1.0, high_open=True)
     check_number("alpha", alpha, 0.0, 100.0)
     f = check_int("f", f, 1, 10_000)
     grid = check_int("grid", grid, 11, 401)

@@ -19,8 +19,8 @@ from torch import nn
 
 from hope_lite.experiments.spec import Verdict
 from hope_lite.models import make_model
-from hope_lite.tasks.base import check_int
 from hope_lite.training import History, TrainConfig, evaluate, train
+from hope_lite.validate import check_int
 
 MODELS = ("hope", "transformer", "titans")  # cell names; "titans" is config["titans_kind"]
 TITANS_KINDS = ("lmm", "mac")

@@ -51,7 +51,8 @@ from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import BabiLong
-from hope_lite.tasks.base import Batch, check_int
+from hope_lite.tasks.base import Batch
+from hope_lite.validate import check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 LEARNED = 50.0  # % at the shortest length for a model to count as having learned the task

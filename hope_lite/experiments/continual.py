@@ -61,8 +61,8 @@ from hope_lite.experiments.spec import Claim, Experiment
 from hope_lite.layers import CMSSchedule, ContinuumMemory
 from hope_lite.optim.groups import make_optimizer
 from hope_lite.tasks import continual_pair, held_out
-from hope_lite.tasks.base import check_int
 from hope_lite.training import evaluate
+from hope_lite.validate import check_int
 
 MODELS = ("transformer", "mlp", "hope1", "hope2", "hope3")
 CHAIN = ("mlp", "hope1", "hope2", "hope3")  # more levels, left to right

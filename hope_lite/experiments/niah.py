@@ -65,7 +65,7 @@ from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import VARIANTS, Niah
-from hope_lite.tasks.base import check_int
+from hope_lite.validate import check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 

@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from hope_lite.experiments.vit import OrientedBars, TinyViT
 from hope_lite.tasks.base import Batch
+from hope_lite.validate import check_int
 
 __all__ = ["OPTIMIZERS", "SETTINGS", "TASKS", "compare_optimizers", "main", "summarise"]
 
@@ -203,8 +204,7 @@ def compare_optimizers(
     steps = setup["steps"] if steps is None else steps
     batch_size = batch_size or setup["batch_size"]
     eval_batches = setup["eval_batches"] if eval_batches is None else eval_batches
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be an integer >= 1")
+    check_int("steps", steps, 1)
     settings = {}
     for name in optimizers:
         lr = (lrs or {}).get(name, SETTINGS[task][name]["lr"])

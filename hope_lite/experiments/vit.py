@@ -34,7 +34,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from hope_lite.models.common import MLP
-from hope_lite.tasks.base import check_choice, check_int, rng_for
+from hope_lite.tasks.base import rng_for
+from hope_lite.validate import check_choice, check_int
 
 __all__ = ["BarParams", "ImageBatch", "OrientedBars", "SelfAttention", "TinyViT", "ViTBlock",
            "moment_label"]  # fmt: skip

@@ -2,7 +2,11 @@
 
 from hope_lite.layers.cms import CMSConfig, CMSLevel, CMSSchedule, CMSState, ContinuumMemory
 from hope_lite.layers.neural_memory import NeuralMemory, NeuralMemoryConfig, NeuralMemoryState
-from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingState, SelfModifyingTitans
+from hope_lite.layers.self_modifying import (
+    SelfModifyingConfig,
+    SelfModifyingState,
+    SelfModifyingTitans,
+)
 
 __all__ = [
     "CMSConfig",

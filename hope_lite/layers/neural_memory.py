@@ -47,10 +47,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite.rules import MemoryState, init_state
-from hope_lite.rules.titans import IMPLS, titans_update
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.memory import make_memory
+from hope_lite.rules import MemoryState, init_state
+from hope_lite.rules.titans import IMPLS, titans_update
+from hope_lite.validate import check_int
 
 
 @dataclass
@@ -81,8 +82,7 @@ class NeuralMemoryConfig:
             raise ValueError(f"memory_depth={self.memory_depth} must be >= 2 for memory='mlp'")
         for name in ("chunk_size", "conv_window", "memory_depth"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+            check_int(name, value, 1)
         if self.impl not in IMPLS:
             raise ValueError(f"impl={self.impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
         if self.max_surprise is not None and not self.max_surprise > 0:
@@ -91,8 +91,7 @@ class NeuralMemoryConfig:
             self.theta_max = 1.0 / self.chunk_size
         if self.theta_init is None:
             self.theta_init = self.theta_max / 10
-        if not isinstance(self.checkpoint_chunks, int) or isinstance(self.checkpoint_chunks, bool) or self.checkpoint_chunks < 0:
-            raise ValueError(f"checkpoint_chunks={self.checkpoint_chunks!r} must be an integer >= 0")
+        check_int("checkpoint_chunks", self.checkpoint_chunks, 0)
         if not self.theta_max > 0:
             raise ValueError(f"theta_max={self.theta_max} must be > 0")
         for name, value, high in (

@@ -49,12 +49,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite.rules import MemoryState, init_state
+from hope_lite.clock import chunk_segments
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.layers.neural_memory import gated_readout, logit
 from hope_lite.memory import ResidualMLPMemory
+from hope_lite.rules import MemoryState, init_state
 from hope_lite.rules.dgd import IMPLS, dgd_update
-from hope_lite.clock import chunk_segments
+from hope_lite.validate import check_int
 
 __all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
 
@@ -92,8 +93,7 @@ class SelfModifyingConfig:
                 raise ValueError(f"{f.name}={value!r} must be True or False")
         for name in ("dim", "heads", "chunk_memory", "chunk_other", "conv_window"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+            check_int(name, value, 1)
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         if self.impl not in IMPLS:

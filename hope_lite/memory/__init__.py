@@ -15,7 +15,7 @@ Every memory offers three things:
   then one matmul each, and per-token gradients are never materialised.
 """
 
-from hope_lite.memory.base import Memory, LayerSignal, Weights
+from hope_lite.memory.base import LayerSignal, Memory, Weights
 from hope_lite.memory.linear import LinearMemory
 from hope_lite.memory.mlp import ResidualMLPMemory
 

@@ -17,11 +17,19 @@ from hope_lite.models.common import (
     register_channel,
     register_mixer,
 )
+
 # in this order, each module registers its mixers and channels (the order error messages list)
 from hope_lite.models.transformer import TransformerLM  # isort: skip
 from hope_lite.models.titans import MACState, TitansLM  # isort: skip
 from hope_lite.models.hope import HopeAttentionLM, HopeLM  # isort: skip
-from hope_lite.models.configs import KINDS, SIZES, make_config, make_model, parameter_table, register_kind
+from hope_lite.models.configs import (
+    KINDS,
+    SIZES,
+    make_config,
+    make_model,
+    parameter_table,
+    register_kind,
+)
 
 __all__ = [
     "KINDS",

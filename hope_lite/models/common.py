@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hope_lite.validate import check_int
+
 IGNORE_INDEX = -100
 LayerState = tuple[Any, Any]  # (mixer state, channel state) of one block
 ModelState = tuple[LayerState, ...]  # one pair per layer
@@ -92,8 +94,7 @@ class ModelConfig:
         positive = ("vocab_size", "dim", "layers", "heads", "memory_depth", "chunk_size", "segment_len")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+            check_int(name, value, 1)
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(
                 f"dim={self.dim} and heads={self.heads}: dim must be divisible by heads with an "
@@ -110,8 +111,7 @@ class ModelConfig:
                 f"segment_len={self.segment_len} must be a multiple of chunk_size={self.chunk_size} "
                 f"(a segment then starts at a memory chunk boundary)"
             )
-        if not isinstance(self.persistent_tokens, int) or self.persistent_tokens < 0:
-            raise ValueError(f"persistent_tokens={self.persistent_tokens!r} must be an integer >= 0")
+        check_int("persistent_tokens", self.persistent_tokens, 0)
         if not self.rope_base > 1:
             raise ValueError(f"rope_base={self.rope_base!r} must be > 1")
         if not self.norm_eps > 0:

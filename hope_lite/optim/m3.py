@@ -58,15 +58,12 @@ from torch.optim import Optimizer
 
 from hope_lite.clock import ends_period
 from hope_lite.optim.newton_schulz import newton_schulz
+from hope_lite.validate import check_int, is_int
 
 __all__ = ["M3", "MODES"]
 
 MODES = ("paper", "ema")
 NS_DTYPES = (None, torch.float64, torch.float32, torch.bfloat16)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _check_betas(name: str, betas: Any, count: int) -> None:
@@ -84,10 +81,9 @@ def _check_hyper(h: dict) -> None:
         raise ValueError(f"alpha={h['alpha']!r} must be >= 0")
     if not h["eps"] > 0:
         raise ValueError(f"eps={h['eps']!r} must be > 0")
-    if not _is_int(h["f"]) or h["f"] < 1:
+    if not is_int(h["f"]) or h["f"] < 1:
         raise ValueError(f"f={h['f']!r} (slow-momentum period) must be an integer >= 1")
-    if not _is_int(h["ns_steps"]) or h["ns_steps"] < 1:
-        raise ValueError(f"ns_steps={h['ns_steps']!r} must be an integer >= 1")
+    check_int("ns_steps", h["ns_steps"], 1)
     if not h["weight_decay"] >= 0:
         raise ValueError(f"weight_decay={h['weight_decay']!r} must be >= 0")
     if h["ns_dtype"] not in NS_DTYPES:

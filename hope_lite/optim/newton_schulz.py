@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hope_lite.validate import check_int
+
 __all__ = ["QUINTIC", "newton_schulz"]
 
 QUINTIC: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)  # (a, b, c), Muon's quintic
@@ -59,8 +61,7 @@ def newton_schulz(
         raise ValueError(f"G has shape {shape}; expected a tensor [..., m, n] with >= 2 dimensions")
     if G.dtype not in _DTYPES:
         raise ValueError(f"G has dtype {G.dtype}; allowed: float64, float32, float16, bfloat16")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps={steps!r} must be an integer >= 0")
+    check_int("steps", steps, 0)
     if not eps > 0:
         raise ValueError(f"eps={eps!r} must be > 0")
     if len(coefficients) != 3:

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from hope_lite.optim.m3 import M3
+from hope_lite.validate import check_int
 
 __all__ = [
     "DEFAULT_HYPER",
@@ -175,8 +176,7 @@ def trajectory(
     if optimizer_name not in OPTIMIZERS:
         allowed = ", ".join(map(repr, OPTIMIZERS))
         raise ValueError(f"optimizer_name={optimizer_name!r} is unknown; allowed: {allowed}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps={steps!r} must be an integer >= 0")
+    check_int("steps", steps, 0)
     if lr is None:
         lr = DEFAULT_LR.get(surface.name, {}).get(optimizer_name, 0.01)
     if not (lr >= 0 and math.isfinite(lr)):

@@ -54,9 +54,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hope_lite import trace
-from hope_lite.rules.state import MemoryState, check_inputs
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
+from hope_lite.rules.state import MemoryState, check_inputs
 
 __all__ = ["IMPLS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
 

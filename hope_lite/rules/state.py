@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from hope_lite.memory import Memory, Weights
+from hope_lite.validate import check_int
 
 __all__ = ["MemoryState", "check_inputs", "clip_factor", "init_state", "surprise_norm"]
 
@@ -45,8 +46,7 @@ def check_inputs(memory: Memory, state: MemoryState, chunk_size: int, k: Tensor,
                  vectors: dict[str, Tensor | None], gates: dict[str, Tensor | None]) -> None:
     """Raise a clear error unless keys ``k [B, n, d]``, the other ``vectors`` (like k), the
     ``gates`` (``[B, n]``; ``None`` entries are skipped), ``state`` and ``chunk_size`` fit."""
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size!r} must be an integer >= 1")
+    check_int("chunk_size", chunk_size, 1)
     if k.dim() != 3:
         raise ValueError(f"k has shape {tuple(k.shape)}; expected [B, n, d] (3 dimensions)")
     B, n, d = k.shape

@@ -46,6 +46,7 @@ from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
 from hope_lite.rules.state import MemoryState, check_inputs, clip_factor, surprise_norm
 from hope_lite.rules.titans_scan import chunk_scan
+from hope_lite.validate import check_int
 
 __all__ = ["IMPLS", "chunk_coefficients", "titans_update", "titans_update_chunked", "titans_update_reference"]
 
@@ -252,8 +253,7 @@ def titans_update_chunked(
         ``y [B, n, d]`` and the state after the last token.
     """
     _check(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
-    if not isinstance(checkpoint_chunks, int) or checkpoint_chunks < 0:
-        raise ValueError(f"checkpoint_chunks={checkpoint_chunks!r} must be an integer >= 0")
+    check_int("checkpoint_chunks", checkpoint_chunks, 0)
     n, b, pos = k.shape[1], chunk_size, state.position
     if n == 0:
         return q.clone(), state

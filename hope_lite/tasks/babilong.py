@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hope_lite.tasks.base import IGNORE_INDEX, Task, check_choice, check_int, essay_filler
+from hope_lite.tasks.base import IGNORE_INDEX, Task, essay_filler
+from hope_lite.validate import check_choice, check_int
 
 PAD, DOT, WHERE, QMARK, STOP = 0, 1, 2, 3, 4
 MOVE, PICK, DROP = range(5, 9), range(9, 12), range(12, 15)

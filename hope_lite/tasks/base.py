@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from hope_lite.validate import check_choice, check_int
 
 IGNORE_INDEX = -100
 
@@ -44,48 +46,6 @@ class Batch(NamedTuple):
 
     inputs: Tensor
     targets: Tensor
-
-
-# --------------------------------------------------------------------------- argument checks
-
-
-def check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an int in ``[low, high]``."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if ok and ((low is not None and value < low) or (high is not None and value > high)):
-        ok = False
-    if not ok:
-        bounds = " and ".join(
-            s for s in (low is not None and f">= {low}", high is not None and f"<= {high}") if s
-        )
-        raise ValueError(f"{name}={value!r} must be an integer{' ' + bounds if bounds else ''}")
-
-
-def check_choice(name: str, value: object, allowed: Sequence) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``allowed``."""
-    if value not in allowed:
-        raise ValueError(
-            f"{name}={value!r} is not allowed; allowed: {', '.join(map(repr, allowed))}"
-        )
-
-
-def check_fraction(name: str, value: object, closed_high: bool = True) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is in ``[0, 1]`` (or ``[0, 1)``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not (0 <= value <= 1 if closed_high else 0 <= value < 1):
-        raise ValueError(
-            f"{name}={value!r} must be a number in [0, {'1]' if closed_high else '1)'}"
-        )
-
-
-def check_span(name: str, value: object, low: int = 1) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is ``(lo, hi)``, low <= lo <= hi."""
-    ok = isinstance(value, (tuple, list)) and len(value) == 2
-    ok = ok and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
-    if not ok or not (low <= value[0] <= value[1]):
-        raise ValueError(
-            f"{name}={value!r} must be a pair (lo, hi) of integers with {low} <= lo <= hi"
-        )
 
 
 # --------------------------------------------------------------------------- randomness and splits

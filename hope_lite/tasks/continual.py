@@ -26,15 +26,8 @@ from functools import cached_property
 
 import numpy as np
 
-from hope_lite.tasks.base import (
-    IGNORE_INDEX,
-    Batch,
-    Task,
-    check_choice,
-    check_fraction,
-    check_int,
-    rng_for,
-)
+from hope_lite.tasks.base import IGNORE_INDEX, Batch, Task, rng_for
+from hope_lite.validate import check_choice, check_fraction, check_int
 
 
 @dataclass(frozen=True)

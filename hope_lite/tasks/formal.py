@@ -38,7 +38,8 @@ from itertools import pairwise
 
 import numpy as np
 
-from hope_lite.tasks.base import IGNORE_INDEX, Task, check_choice, check_int, check_span
+from hope_lite.tasks.base import IGNORE_INDEX, Task
+from hope_lite.validate import check_choice, check_int, check_span
 
 Gen = Callable[[np.random.Generator, int, int, bool], str]  # (rng, lo, hi, positive) -> string
 

@@ -37,8 +37,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from hope_lite.tasks.base import IGNORE_INDEX, Task, check_int, rng_for
+from hope_lite.tasks.base import IGNORE_INDEX, Task, rng_for
 from hope_lite.tasks.mad_recall import FuzzyInContextRecall, InContextRecall, NoisyInContextRecall
+from hope_lite.validate import check_int
 
 __all__ = [
     "Compression",

@@ -16,7 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from hope_lite.tasks.base import IGNORE_INDEX, Task, check_fraction, check_int
+from hope_lite.tasks.base import IGNORE_INDEX, Task
+from hope_lite.validate import check_fraction, check_int
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from hope_lite.tasks.base import (
-    IGNORE_INDEX,
-    Batch,
-    Task,
-    check_choice,
-    check_fraction,
-    check_int,
-    collect_split,
-    essay_filler,
-)
+from hope_lite.tasks.base import IGNORE_INDEX, Batch, Task, collect_split, essay_filler
+from hope_lite.validate import check_choice, check_fraction, check_int
 
 PAD, DIGIT0, DASH, NEEDLE, IS, END, QUERY, ANSWER, STOP = 0, 1, 17, 18, 19, 20, 21, 22, 23
 FIRST_KEY = 24  # then num_keys key words, then num_words filler words; hex digit d is DIGIT0 + d

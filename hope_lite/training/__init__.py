@@ -14,18 +14,6 @@ from hope_lite.training.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from hope_lite.training.loop import (
-    History,
-    LogitsOnly,
-    TrainConfig,
-    batch_loss,
-    batch_source,
-    cms_schedule,
-    evaluate,
-    logits_of,
-    lr_factor,
-    train,
-)
 from hope_lite.training.distributed import (
     all_reduce_sum,
     backend_for,
@@ -37,6 +25,18 @@ from hope_lite.training.distributed import (
     shard,
     spawn,
     world_size,
+)
+from hope_lite.training.loop import (
+    History,
+    LogitsOnly,
+    TrainConfig,
+    batch_loss,
+    batch_source,
+    cms_schedule,
+    evaluate,
+    logits_of,
+    lr_factor,
+    train,
 )
 
 __all__ = [

@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from hope_lite.validate import check_int
+
 FORMAT = "hope_lite.training.loop/1"
 
 
 def seed_everything(seed: int) -> None:
     """Seed python's ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be an integer >= 0")
+    check_int("seed", seed, 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

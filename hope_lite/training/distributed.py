@@ -26,6 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor
 
+from hope_lite.validate import check_int
+
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -99,8 +101,7 @@ def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), backend: str | 
 
     ``fn`` must be importable (a module-level function). Raises if any process fails.
     """
-    if not isinstance(nprocs, int) or nprocs < 1:
-        raise ValueError(f"nprocs={nprocs!r} must be an integer >= 1")
+    check_int("nprocs", nprocs, 1)
     backend = backend or ("nccl" if torch.cuda.device_count() >= nprocs else "gloo")
     mp.spawn(_entry, args=(fn, nprocs, free_port(), backend, args), nprocs=nprocs, join=True)
 

@@ -55,6 +55,7 @@ from hope_lite.training.distributed import (
     shard,
     world_size,
 )
+from hope_lite.validate import check_int
 
 SCHEDULES = ("constant", "cosine")
 
@@ -89,8 +90,7 @@ class TrainConfig:
         for name, low in (("steps", 0), ("batch_size", 1), ("warmup_steps", 0), ("eval_every", 0),
                           ("eval_batches", 0), ("checkpoint_every", 0), ("seed", 0)):  # fmt: skip
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+            check_int(name, value, low)
         size = self.eval_batch_size
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
             raise ValueError(f"eval_batch_size={size!r} must be None or an integer >= 1")

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from hope_lite.clock import ends_period
 from hope_lite.layers.cms.online import CMSState, OnlineLoss, Weights, read_online
+from hope_lite.validate import check_int
 
 VARIANTS = ("sequential", "independent", "nested")
 Activation = Callable[[Tensor], Tensor]
@@ -72,8 +73,7 @@ class CMSConfig:
     online_lr: float | tuple[float, ...] = 1e-3
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dim, int) or self.dim < 1:
-            raise ValueError(f"dim={self.dim!r} must be an integer >= 1")
+        check_int("dim", self.dim, 1)
         p = self.periods
         if not isinstance(p, (tuple, list)) or not p or not all(
             isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in p
