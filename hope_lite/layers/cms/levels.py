@@ -45,99 +45,23 @@ Index letters: b batch, n tokens, c tokens in a segment, D features, H hidden, L
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hope_lite.clock import ends_period
-from hope_lite.layers.cms.online import CMSState, OnlineLoss, Weights, read_online
-from hope_lite.validate import check_int
-
-VARIANTS = ("sequential", "independent", "nested")
-Activation = Callable[[Tensor], Tensor]
-ACTIVATIONS: dict[str, Activation] = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
+from hope_lite.layers.cms.config import CMSConfig
+from hope_lite.layers.cms.online import CMSState, OnlineLoss, read_online
+from hope_lite.memory import ResidualMLPMemory, Weights
 
 
-@dataclass
-class CMSConfig:
-    dim: int = 256  # D, model width
-    periods: tuple[int, ...] = (1, 4, 16)  # C(l) in chain order: periods[0] reads x first
-    variant: str = "sequential"  # "sequential" (NL eq 73), "independent" (eq 74), "nested" (eq 72)
-    expansion: float = 4.0  # hidden width H = round(expansion * D)
-    activation: str = "gelu"  # sigma: "gelu", "silu" or "relu"
-    # eta_l of online mode, one for all levels or one per level. A hand-off applies eta_l times a
-    # *sum* of C_l gradients, so its size grows with C_l: try eta_l ~ 1/C_l for equal step sizes
-    online_lr: float | tuple[float, ...] = 1e-3
-
-    def __post_init__(self) -> None:
-        check_int("dim", self.dim, 1)
-        p = self.periods
-        if not isinstance(p, (tuple, list)) or not p or not all(
-            isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in p
-        ):
-            raise ValueError(f"periods={p!r} must be a non-empty tuple of integers >= 1")
-        self.periods = tuple(p)
-        if self.variant not in VARIANTS:
-            allowed = ", ".join(VARIANTS)
-            raise ValueError(f"variant={self.variant!r} is not known; allowed: {allowed}")
-        if self.variant == "nested" and len(set(p)) != len(p):
-            raise ValueError(
-                f"periods={self.periods} must be distinct for variant='nested' "
-                "(each level restarts from the level with the next larger period)"
-            )
-        if not self.expansion > 0 or self.hidden < 1:
-            raise ValueError(f"expansion={self.expansion} must be > 0 and give a hidden width >= 1")
-        if self.activation not in ACTIVATIONS:
-            allowed = ", ".join(ACTIVATIONS)
-            raise ValueError(f"activation={self.activation!r} is not known; allowed: {allowed}")
-        lr = self.online_lr
-        lrs = tuple(lr) if isinstance(lr, (tuple, list)) else (lr,) * len(p)
-        ok = all(isinstance(e, (int, float)) and 0 <= e < math.inf for e in lrs)
-        if len(lrs) != len(p) or not ok:
-            raise ValueError(
-                f"online_lr={lr!r} must be a finite number >= 0 or one per level ({len(p)} levels)"
-            )
-        self.online_lr = lrs
-
-    @property
-    def hidden(self) -> int:
-        return round(self.expansion * self.dim)
-
-    @property
-    def parents(self) -> tuple[int | None, ...]:
-        """For each level, the level with the next larger period (``None`` for the slowest)."""
-        order = sorted(range(len(self.periods)), key=self.periods.__getitem__)
-        parent: list[int | None] = [None] * len(order)
-        for fast, slow in zip(order[:-1], order[1:]):
-            parent[fast] = slow
-        return tuple(parent)
-
-    def hand_offs(self, position: int) -> tuple[list[int], list[int]]:
-        """``(updated, restarted)`` levels at ``position`` (tokens read or steps taken).
-
-        ``updated``: the levels with ``position = 0 mod C_l``. ``restarted`` (variant "nested"
-        only): the levels whose parent is in ``updated``, slowest first, so restarts cascade.
-        """
-        updated = [l for l, c in enumerate(self.periods) if ends_period(position, c)]
-        if self.variant != "nested" or not updated:
-            return updated, []
-        parents, periods = self.parents, self.periods
-        slowest_first = sorted(range(len(periods)), key=periods.__getitem__, reverse=True)
-        restarted = [l for l in slowest_first if parents[l] in updated]
-        return updated, restarted
-
-
-def level_forward(x: Tensor, w1: Tensor, w2: Tensor, act: Activation) -> Tensor:
-    """``x + W2 sigma(W1 RMSNorm(x))``, ``x [b, c, D]``, weights ``[H, D]`` or ``[b, H, D]``."""
-    h = act(F.rms_norm(x, (x.shape[-1],)) @ w1.mT)  # [b, c, H]
-    return x + h @ w2.mT  # [b, c, D]
+def level_memory(config: CMSConfig) -> ResidualMLPMemory:
+    """The memory family of every level: ``x + W2 sigma(W1 RMSNorm(x))`` (a residual MLP memory)."""
+    return ResidualMLPMemory(config.dim, config.hidden, depth=2, activation=config.activation, norm=True)
 
 
 class CMSLevel(nn.Module):
-    """One level ``x + W2 sigma(W1 RMSNorm(x))``, written every ``period`` steps (C_l)."""
+    """One level: the weights ``(W1 [H, D], W2 [D, H])`` of a residual MLP memory, written every
+    ``period`` positions (C_l) at ``online_lr`` in online mode."""
 
     def __init__(self, dim: int, hidden: int, period: int, online_lr: float, scale: float = 1.0):
         super().__init__()
@@ -164,7 +88,7 @@ class ContinuumMemory(nn.Module):
         )
         # a: the learnable logits of Agg (NL eq 74); trained every outer step, not on a period
         self.agg_logits = nn.Parameter(torch.zeros(L)) if config.variant == "independent" else None
-        self._act = ACTIVATIONS[config.activation]
+        self.memory = level_memory(config)
 
     @property
     def periods(self) -> tuple[int, ...]:
@@ -181,10 +105,10 @@ class ContinuumMemory(nn.Module):
         if self.config.variant == "independent":
             mix = torch.softmax(self.agg_logits if logits is None else logits, dim=0)  # [L]
             # NL eq 74: y = Agg(MLP_L(x), ..., MLP_1(x)), Agg = softmax(a)-weighted sum
-            return sum(mix[l] * level_forward(x, *w, self._act) for l, w in enumerate(weights))
+            return sum(mix[l] * self.memory.forward(w, x) for l, w in enumerate(weights))
         for w in weights:
             # NL eq 70 / 73: the output of level l is the input of level l+1
-            x = level_forward(x, *w, self._act)
+            x = self.memory.forward(w, x)
         return x
 
     def _check_x(self, x: Tensor) -> None:
@@ -241,4 +165,6 @@ class ContinuumMemory(nn.Module):
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         else:
             self.check_state(state, x.shape[0])
-        return read_online(self, x, online_loss, state)
+        logits = None if self.agg_logits is None else self.agg_logits.detach()
+        return read_online(x, online_loss, state, lambda ws, x_c: self.apply_levels(ws, x_c, logits),
+                           self.config, self.level_weights(), self.name)

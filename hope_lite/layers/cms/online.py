@@ -25,20 +25,19 @@ Index letters: b batch, c tokens in a segment, D features, H hidden, L levels, R
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from hope_lite import trace
 from hope_lite.clock import segment_ends
+from hope_lite.layers.cms.config import CMSConfig
+from hope_lite.memory import Weights
 
-if TYPE_CHECKING:
-    from hope_lite.layers.cms.levels import ContinuumMemory
-
-Weights = tuple[Tensor, Tensor]  # one level's (W1 [.., H, D], W2 [.., D, H])
-Levels = tuple[Weights, ...]  # one entry per level, in chain order
+Levels = tuple[Weights, ...]  # one level's (W1 [.., H, D], W2 [.., D, H]) per level, in chain order
 OnlineLoss = Callable[[Tensor, slice], Tensor]  # (y [b, c, D], span in this call) -> scalar
+ApplyLevels = Callable[[Levels, Tensor], Tensor]  # (level weights, x [b, c, D]) -> y [b, c, D]
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,11 @@ def level_norms(levels: Levels, reference: Levels | None = None) -> Tensor:
     return torch.stack(cols, dim=-1)
 
 
-def _segment_grads(cms: ContinuumMemory, weights, x: Tensor, span: slice, online_loss, logits):
+def _segment_grads(apply: ApplyLevels, weights, x: Tensor, span: slice, online_loss):
     """``y [b, c, D]`` of one segment and the gradient of its loss for every level weight."""
     with torch.enable_grad():
         ws = [tuple(w.detach().requires_grad_() for w in lw) for lw in weights]
-        y = cms.apply_levels(ws, x[:, span], logits)  # [b, c, D], theta fixed in the segment
+        y = apply(ws, x[:, span])  # [b, c, D], theta fixed in the segment
         loss = online_loss(y, span)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             got = f"shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else type(loss).__name__
@@ -86,54 +85,58 @@ def _segment_grads(cms: ContinuumMemory, weights, x: Tensor, span: slice, online
     return y.detach(), [flat[2 * l : 2 * l + 2] for l in range(len(ws))]
 
 
-def read_online(
-    cms: ContinuumMemory, x: Tensor, online_loss: OnlineLoss, state: CMSState
-) -> tuple[Tensor, CMSState]:
-    """Read ``x [b, n, D]`` from ``state`` (checked by the caller); returns ``(y, state)``."""
+def read_online(x: Tensor, online_loss: OnlineLoss, state: CMSState, apply: ApplyLevels, config: CMSConfig,
+                initial: Levels, name: str = "cms") -> tuple[Tensor, CMSState]:
+    """Read ``x [b, n, D]`` from ``state`` (checked by the caller); returns ``(y, state)``.
+
+    The levels are given explicitly: ``apply(level weights, x)`` is the CMS forward, ``config``
+    says when each level is written and at which rate, ``initial`` are the levels' starting
+    weights (a trace measures the drift from them) and ``name`` files the trace's events.
+    """
     if not callable(online_loss):
         got = type(online_loss).__name__
         raise TypeError(f"online_loss must be callable (y, span) -> scalar, got {got}")
     x, pos, n = x.detach(), state.position, x.shape[1]
     if n == 0:
         return x.clone(), state
-    logits = None if cms.agg_logits is None else cms.agg_logits.detach()
     weights, grads = [list(ws) for ws in state.weights], [list(gs) for gs in state.grads]
     rec = trace.active()
     if rec is not None:
-        rec.cms_register(cms.name, cms.periods)
+        rec.cms_register(name, config.periods)
     outputs, start = [], pos
-    for end in segment_ends(cms.periods, pos, n):
+    for end in segment_ends(config.periods, pos, n):
         span = slice(start - pos, end - pos)
-        y, level_grads = _segment_grads(cms, weights, x, span, online_loss, logits)
+        y, level_grads = _segment_grads(apply, weights, x, span, online_loss)
         outputs.append(y)
         for l, gs in enumerate(level_grads):
             # G^l += sum_{t in segment} grad ell(y_t): the chunk's error signal so far
             grads[l] = [acc if g is None else acc + g for acc, g in zip(grads[l], gs)]
-        _hand_off(cms, weights, grads, end, rec)
+        _hand_off(config, weights, grads, end, rec, initial, name)
         start = end
     state = CMSState(tuple(map(tuple, weights)), tuple(map(tuple, grads)), pos + n)
     return torch.cat(outputs, dim=1), state
 
 
-def _hand_off(cms: ContinuumMemory, weights: list, grads: list, position: int, rec) -> None:
+def _hand_off(config: CMSConfig, weights: list, grads: list, position: int, rec, initial: Levels,
+              name: str) -> None:
     """Apply (on the lists) every level update and nested restart due at ``position``."""
-    updated, restarted = cms.config.hand_offs(position)
+    updated, restarted = config.hand_offs(position)
     if not updated:
         return
     before = level_norms(tuple(map(tuple, grads))) if rec is not None else None  # [R, L]
     for l in updated:
-        eta = cms.levels[l].online_lr
+        eta = config.online_lr[l]
         # NL eq 71: theta^l <- theta^l - eta_l sum_{t in the chunk} g^l_t, when i = 0 mod C_l
         weights[l] = [w - eta * g for w, g in zip(weights[l], grads[l])]
         grads[l] = [torch.zeros_like(g) for g in grads[l]]
-    parents = cms.config.parents
+    parents = config.parents
     for l in restarted:
         # NL eq 72 (our reading): the level restarts from its slower parent's current weights
         weights[l] = list(weights[parents[l]])
         grads[l] = [torch.zeros_like(g) for g in grads[l]]
     if rec is not None:
-        drift = level_norms(tuple(map(tuple, weights)), cms.level_weights())  # [R, L]
+        drift = level_norms(tuple(map(tuple, weights)), initial)  # [R, L]
         for l in updated:
-            rec.cms_event(cms.name, position, l, before, drift, reinit=False)
+            rec.cms_event(name, position, l, before, drift, reinit=False)
         for l in restarted:
-            rec.cms_event(cms.name, position, l, before, drift, reinit=True)
+            rec.cms_event(name, position, l, before, drift, reinit=True)
