@@ -25,17 +25,7 @@ Choices where the papers are silent or too big to copy: 4 facts per story in ``q
 (the papers fine-tune per task); the Transformer is fine-tuned the same way (the paper's large
 LLMs are not). Titans is cell ``titans``, kind ``titans_kind`` (``lmm`` by default, or ``mac``).
 
-Measured (``quick``, seed 0, one CPU thread: 75 s wall, 69 s CPU; hope 49 s, transformer 8 s,
-titans 16 s). Accuracy %, 1-hop / 2-hop:
-
-                  L=32         L=128        L=512
-    hope          32.8 / 26.6  53.1 / 46.9  28.1 / 25.0
-    transformer   65.6 / 70.3  64.1 / 62.5  35.9 / 59.4
-    titans (lmm)  23.4 / 23.4  32.8 / 25.0  21.9 / 25.0   (at chance: not learned in 300 steps)
-
-HOPE and Titans stay under 50 % at L=32, so all three claims are "not at this scale". HOPE does
-better at 128 than at 32, plausibly because at 32 the last facts share the question's memory
-chunk, which the question cannot read (see ``niah``'s depth-1 note).
+Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
 
 from __future__ import annotations

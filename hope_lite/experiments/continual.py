@@ -40,12 +40,7 @@ Metrics (% of scored translation tokens right; chance ~ 1/content_vocab):
 :func:`forgetting_curves` and :func:`phases` turn a run's means and config into the input of
 ``widgets.forgetting``.
 
-Measured (``quick``, seed 0, one CPU thread: 96 s wall, 68 s CPU; transformer 2 s, each HOPE cell
-16-27 s). Every cell learns A to 99-100 % within 40 steps, and B wipes it out within 20 steps:
-forgetting_A 98.7 (transformer), 100 (mlp, hope1, hope2, hope3); acc_A_during_B 3.0, 1.0, 0.1,
-0.6, 0.05; acc_B_final 100 everywhere. All three claims: "not at this scale". With AdamW the
-slow levels (periods 16, 64) take at most 6 and 1 steps per 100-step phase: they neither learn A
-nor protect it; the paper's levels learn in context at test time, which this stand-in does not.
+Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
 
 from __future__ import annotations

@@ -38,18 +38,7 @@ Choices where the paper is silent: 2-digit values in ``quick`` (RULER: 7; a tiny
 36-token uuids need ``train_len`` >= 80, so ``quick`` runs S-NIAH-1/2 only; claims are decided on
 the metrics measured (:func:`verdicts`), thresholds in each Claim's note.
 
-Measured (``quick``, seed 0, one CPU thread: 137 s wall, 89 s CPU; hope 96 s, transformer 13 s,
-titans 26 s). Exact recall %, mean over depths 0 / 0.5 / 1, S-NIAH-1 / S-NIAH-2:
-
-                  L=32         L=128        L=512
-    hope          41.7 / 22.9  20.8 / 16.7   6.2 /  2.1    (train loss 1.30: not learned yet)
-    transformer    100 / 100   33.3 / 31.2   6.2 /  6.2    (RoPE past train_len)
-    titans (lmm)  52.1 / 56.2  43.8 / 47.9  35.4 / 39.6
-
-At depth 1 (needle just before the query) HOPE and Titans recall 0-19 % at every length: the
-value sits in the query's own memory chunk, and a token reads the chunk's start state (Titans eq
-16). Verdicts: the three HOPE claims "not at this scale" (HOPE < 50 % at L=32); Titans loses less
-than the Transformer: "reproduced" (77 points), the Transformer's loss being RoPE extrapolation.
+Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
 
 from __future__ import annotations

@@ -28,23 +28,7 @@ was worse than ema's on the ViT (train loss .40 vs .29) and no better on the LM 
 ema itself went NaN at lr 1e-4 on the LM. Muon and M3 give the head, embeddings, CLS token and
 norms to AdamW (``adamw_lr``: AdamW's tuned lr).
 
-Measured (CLI defaults, seeds 0 1 2, one CPU thread; mean ± std over seeds):
-
-    vit, 400 steps   train loss       test loss        test acc        (113 s)
-    adamw  2e-3      0.4256 ± 0.0655  0.4157 ± 0.0442  0.861 ± 0.016
-    muon   5e-3      0.2563 ± 0.0191  0.2533 ± 0.0154  0.913 ± 0.008
-    m3     5e-6      0.2647 ± 0.0226  0.2564 ± 0.0080  0.910 ± 0.001
-    lm, 150 steps
-    adamw  1e-2      1.7302 ± 0.0565  1.7089 ± 0.0840  0.323 ± 0.037   (207 s)
-    muon   1e-1      1.4864 ± 0.0927  1.4721 ± 0.0935  0.391 ± 0.072
-    m3     3e-6      1.7714 ± 0.0263  1.7660 ± 0.0323  0.331 ± 0.010
-
-At this scale M3 does *not* have the best loss. On the ViT it beats AdamW clearly and ties Muon
-(the gap, 0.008 train / 0.003 test, is well inside one std; Muon is lower on 2 of 3 seeds). On
-the LM it is last: behind AdamW on every seed (by 0.01-0.07) and far behind Muon. The paper's
-fig. 11 claim (M3 best on ViT train and test loss) is not reproduced here, nor contradicted at
-its scale: 151K parameters, 400 steps and a 3-point lr grid are far from a 24M-86M ViT on
-ImageNet-21K.
+Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
 
 from __future__ import annotations

@@ -26,13 +26,11 @@ u_t <- u_t min(1, 4 / ||u_t||) (not in the paper; titans-pytorch's max_grad_norm
 with alpha 0.01 gives NaN on a repeated token and forgets random streams to |W| ~ 1e-5 (zero is a
 fixed point of the residual MLP memory's gradient); the defaults above stay finite and alive on
 random, repeated and 8-periodic streams. The outer loop can learn other values within the ranges.
-Over longer random streams the memory still forgets towards that fixed point (about 40x per 4,096
-tokens at the initial gates), and once its weights fall below ~1e-19 the products inside the update
-are subnormal floats, which x86 CPUs compute up to ~10x slower (measured, random input, b = 64,
-2 threads: a 65,536-token stream at 11.1K tokens/s, 34.2K with flushing; per 4,096-token piece the
-rate fell from ~11K to 0.8K after 50K tokens). For long CPU streams call
-``torch.set_flush_denormal(True)`` (it changes only numbers below 1.2e-38, to 0), as
-benchmarks/titans_memory.py does: 1,000,000 tokens at 33.9K tokens/s, RSS flat at 0.36-0.45 GB.
+Over longer random streams the memory still forgets towards that fixed point, and once its weights
+fall below ~1e-19 the products inside the update are subnormal floats, which x86 CPUs compute many
+times slower. For long CPU streams call ``torch.set_flush_denormal(True)`` (it changes only numbers
+below 1.2e-38, to 0), as benchmarks/titans_memory.py does; the measured slow-down and the stream
+benchmark are in docs/measurements/code_notes.md.
 
 Index letters: b batch, h heads, n tokens, d head features, D model features.
 """

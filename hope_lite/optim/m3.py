@@ -126,7 +126,7 @@ class M3(Optimizer):
         f: slow period (chunk length in steps), an integer >= 1.
         ns_steps: Newton-Schulz steps T >= 1.
         ns_dtype: dtype of the Newton-Schulz products; None (default) uses the parameter's.
-            ``torch.bfloat16`` is what torch's Muon uses (2-3x faster on CPU, less exact).
+            ``torch.bfloat16`` is what torch's Muon uses (faster on CPU, less exact).
         weight_decay: decoupled weight decay >= 0.
         mode: "paper" (literal sums of Algorithm 1) or "ema" (moving averages); see module doc.
         adamw_betas, adamw_eps: AdamW's (beta1, beta2) and eps for ``use_adamw`` groups.
