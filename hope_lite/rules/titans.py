@@ -8,7 +8,7 @@ For every token t, with anchor(t) the memory's state at the start of t's chunk o
     y_t = M_anchor(t)(q_t)                             (Titans eq 15; b = 1 gives M_{t-1}(q_t))
 
 :func:`titans_update` runs it by one of three implementations (``impl=``), equal in float64
-(tests/test_functional.py, tests/test_chunk_scan.py):
+(tests/test_titans_rule.py, tests/test_titans_scan.py):
 
 - ``"naive"``, :func:`titans_update_reference`: the literal per-token loop above, gradients by
   ``torch.func``.

@@ -5,7 +5,7 @@ operation of every chunk: graph nodes, saved tensors, and gradient buffers that 
 zeros and accumulated into, per chunk. :class:`ChunkScan` runs the same chunks for the residual MLP
 memory of depth 2 (NL eq 89, the default) with no autograd graph and writes the backward out
 below. It agrees with ``_run`` (and so with the per-token reference) in float64, outputs and every
-gradient (tests/test_chunk_scan.py). It keeps less for the backward; its speed against ``_run``
+gradient (tests/test_titans_scan.py). It keeps less for the backward; its speed against ``_run``
 (``impl="chunk"``) is measured by benchmarks/titans_memory.py and benchmarks/gpu_check.py.
 
 One chunk of c tokens, per memory (``W2 [h, d]`` then ``W1 [d, h]``: ``M(x) = x + W1 silu(W2 x)``),
