@@ -19,16 +19,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
 import pytest
+from jupyter_lab import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "tests" / "browser" / "views.ipynb"
@@ -84,33 +81,10 @@ def lab(chromium, tmp_path_factory):
                JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab" / "workspaces"), JUPYTER_RUNTIME_DIR=str(root / ".lab" / "runtime"),
                IPYTHONDIR=str(root / ".lab" / "ipython"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    port = _free_port()
-    log = (root / ".lab" / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
-         f"--ServerApp.root_dir={root}", *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI runs as root
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start:\n{(root / '.lab' / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    arguments = ["--ip=127.0.0.1", f"--ServerApp.root_dir={root}",
+                 *(["--allow-root"] if os.geteuid() == 0 else [])]  # CI runs as root
+    with serve(arguments, root, env, root / ".lab" / "server.log") as url:
         yield url
-    finally:
-        server.send_signal(signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def _cell(page, i: int):

@@ -240,5 +240,5 @@ def test_dgd_update_dispatches_to_each_impl_and_refuses_others():
     y_chunk, s_chunk = dgd_update(*args, self_target=True, impl="chunk")
     torch.testing.assert_close(y_chunk, y_naive, atol=1e-10, rtol=0)
     assert_states_close(s_chunk, s_naive)
-    with pytest.raises(ValueError, match="impl='scan' is unknown; allowed: 'naive', 'chunk'"):
+    with pytest.raises(ValueError, match="impl='scan' is not allowed; allowed: 'naive', 'chunk'"):
         dgd_update(*args, impl="scan")

@@ -4,17 +4,14 @@ import json
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import tomllib
 import yaml
+from jupyter_lab import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name where they differ
@@ -63,40 +60,14 @@ def test_make_course_starts_jupyterlab_on_localhost_as_this_user(tmp_path):
     command = _course_command()
     assert "--ip=127.0.0.1" in command
     assert ("--allow-root" in command) == (os.geteuid() == 0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # the same arguments, from this interpreter (the venv's jupyter may not exist outside `make`),
-    # without a browser or a token, reading the shipped settings as the venv does after `make kernel`
-    argv = [sys.executable, "-m", "jupyterlab", *command[2:], "--no-browser", f"--port={port}",
-            "--ServerApp.port_retries=0", "--IdentityProvider.token=",
-            f"--LabApp.app_settings_dir={ROOT / 'tools' / 'jupyterlab'}"]
+    # reading the shipped settings as the venv does after `make kernel`
+    arguments = [*command[2:], f"--LabApp.app_settings_dir={ROOT / 'tools' / 'jupyterlab'}"]
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
-    log = (tmp_path / "lab.log").open("w")
-    server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+    with serve(arguments, ROOT, env, tmp_path / "lab.log") as url:
         plugin = "@jupyterlab/apputils-extension:notification"
         with urllib.request.urlopen(f"{url}/lab/api/settings/{plugin}", timeout=10) as answer:
             schema = json.loads(answer.read())["schema"]["properties"]
         assert schema["fetchNews"]["default"] == "false" and schema["checkForUpdates"]["default"] is False
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()

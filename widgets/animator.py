@@ -36,14 +36,8 @@ from plotly.subplots import make_subplots
 from hope_lite.memory import Memory
 from hope_lite.trace import MemoryTrace
 from hope_lite.validate import check_int
-from widgets._common import (
-    FRAME_MS,
-    MAX_FRAMES,
-    axis_ref,
-    downsample,
-    replace_figure,
-    static_animation,
-)
+from widgets._common import (FRAME_MS, MAX_FRAMES, axis_ref, downsample, replace_figure,
+                             static_animation)
 from widgets.player import player
 from widgets.probe import per_token, probe, probe_key, snapshot_weights
 from widgets.style import COLORS

@@ -35,16 +35,8 @@ from hope_lite import trace as recording
 from hope_lite.layers.cms import CMSConfig, ContinuumMemory
 from hope_lite.trace import CMSTrace
 from hope_lite.validate import check_int
-from widgets._common import (
-    FRAME_MS,
-    MAX_FRAMES,
-    POINT_BUDGET,
-    axis_ref,
-    downsample,
-    replace_figure,
-    static_animation,
-    stride,
-)
+from widgets._common import (FRAME_MS, MAX_FRAMES, POINT_BUDGET, axis_ref, downsample,
+                             replace_figure, static_animation, stride)
 from widgets.player import player, set_steps
 from widgets.style import COLORS
 

@@ -34,16 +34,8 @@ from plotly.subplots import make_subplots
 from hope_lite.optim import toy
 from hope_lite.optim.m3 import M3
 from hope_lite.validate import check_int, check_number
-from widgets._common import (
-    FRAME_MS,
-    MAX_FRAMES,
-    POINT_BUDGET,
-    axis_ref,
-    downsample,
-    replace_figure,
-    static_animation,
-    stride,
-)
+from widgets._common import (FRAME_MS, MAX_FRAMES, POINT_BUDGET, axis_ref, downsample,
+                             replace_figure, static_animation, stride)
 from widgets.player import player
 from widgets.style import COLORS
 

@@ -36,13 +36,11 @@ import statistics
 
 import torch
 
-from hope_lite.experiments import _fit
-from hope_lite.experiments.config import UsageError
+from hope_lite.experiments import _fit, longctx
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import BabiLong
 from hope_lite.tasks.base import Batch
-from hope_lite.validate import check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 LEARNED = 50.0  # % at the shortest length for a model to count as having learned the task
@@ -76,15 +74,7 @@ def cells(config) -> list[str]:
 
 def check(config) -> None:
     """Raise for a value a cell would refuse: sizes, and a shortest context too short for a story."""
-    _fit.check_training(config, batch="batch")
-    _fit.check_sizes(config, "eval_examples", "eval_batch", "piece_len", "attention_max_len")
-    for n in config["lengths"]:
-        check_int("lengths", n, 1)
-    for hops in config["hops"]:
-        try:
-            _task(config, hops, min(config["train_len"], *config["lengths"]), 0)
-        except ValueError as error:
-            raise UsageError(f"train_len / lengths / hops: {error}") from None
+    longctx.check_config(config, lambda n: [_task(config, hops, n, 0) for hops in config["hops"]], "hops")
 
 
 def _task(config, hops: int, n: int, seed: int) -> BabiLong:

@@ -28,8 +28,9 @@ from hope_lite.experiments._fit import build, finite
 from hope_lite.experiments._fit import train_steps as fit
 from hope_lite.models import KINDS
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
+from hope_lite.validate import check_int
 
-__all__ = ["build", "fit", "finite", "held_out_accuracy", "readable_lengths", "row_accuracy", "scored",
+__all__ = ["build", "check_config", "fit", "finite", "held_out_accuracy", "readable_lengths", "row_accuracy", "scored",
            "streams", "token_accuracy", "train_on_mix"]
 
 
@@ -51,6 +52,20 @@ def train_on_mix(config: Mapping[str, Any], cell: str, tasks: Sequence[Any], see
                   steps=config["steps"], batch=config["batch"], lr=config["lr"], seed=seed,
                   device=device)  # fmt: skip
     return model, statistics.fmean(history.loss[-max(1, config["steps"] // 10):])
+
+
+def check_config(config: Mapping[str, Any], shortest_task: Callable[[int], Any], keys: str) -> None:
+    """Raise for a value a long-context cell would refuse: training and evaluation sizes, lengths,
+    and a shortest context too short for the task (``shortest_task(n)`` builds every task the
+    config asks for at length ``n``; ``keys`` names the config keys it depends on)."""
+    _fit.check_training(config, batch="batch")
+    _fit.check_sizes(config, "eval_examples", "eval_batch", "piece_len", "attention_max_len")
+    for n in config["lengths"]:
+        check_int("lengths", n, 1)
+    try:
+        shortest_task(min(config["train_len"], *config["lengths"]))
+    except ValueError as error:
+        raise ValueError(f"train_len / lengths / {keys}: {error}") from None
 
 
 def readable_lengths(config: Mapping[str, Any], cell: str) -> tuple[bool, list[int]]:

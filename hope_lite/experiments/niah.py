@@ -49,12 +49,10 @@ import statistics
 
 import torch
 
-from hope_lite.experiments import _fit
-from hope_lite.experiments.config import UsageError
+from hope_lite.experiments import _fit, longctx
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
 from hope_lite.experiments.spec import Claim, Experiment, by_threshold
 from hope_lite.tasks import VARIANTS, Niah
-from hope_lite.validate import check_int
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 
@@ -115,16 +113,8 @@ def cells(config) -> list[str]:
 
 def check(config) -> None:
     """Raise for a value a cell would refuse: sizes, and a shortest context too short for a needle."""
-    _fit.check_training(config, batch="batch")
-    _fit.check_sizes(config, "eval_examples", "eval_batch", "piece_len", "attention_max_len")
-    for n in config["lengths"]:
-        check_int("lengths", n, 1)
-    for v in config["variants"]:
-        for depth in (None, *config["depths"]):
-            try:
-                _task(config, v, min(config["train_len"], *config["lengths"]), 0, depth)
-            except ValueError as error:
-                raise UsageError(f"train_len / lengths / depths: {error}") from None
+    longctx.check_config(config, lambda n: [_task(config, v, n, 0, depth) for v in config["variants"]
+                                    for depth in (None, *config["depths"])], "depths")  # fmt: skip
 
 
 def _task(config, variant: str, n: int, seed: int, depth: float | None = None) -> Niah:

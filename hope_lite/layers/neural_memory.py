@@ -49,7 +49,7 @@ from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.memory import make_memory
 from hope_lite.rules import MemoryState, init_state
 from hope_lite.rules.titans import IMPLS, titans_update
-from hope_lite.validate import check_int
+from hope_lite.validate import check_choice, check_int
 
 
 @dataclass
@@ -81,8 +81,7 @@ class NeuralMemoryConfig:
         for name in ("chunk_size", "conv_window", "memory_depth"):
             value = getattr(self, name)
             check_int(name, value, 1)
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl={self.impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+        check_choice("impl", self.impl, IMPLS)
         if self.max_surprise is not None and not self.max_surprise > 0:
             raise ValueError(f"max_surprise={self.max_surprise!r} must be > 0 or None")
         if self.theta_max is None:

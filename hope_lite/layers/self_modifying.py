@@ -55,7 +55,7 @@ from hope_lite.layers.neural_memory import gated_readout, logit
 from hope_lite.memory import ResidualMLPMemory
 from hope_lite.rules import MemoryState, init_state
 from hope_lite.rules.dgd import IMPLS, dgd_update
-from hope_lite.validate import check_int
+from hope_lite.validate import check_choice, check_int
 
 __all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
 
@@ -96,8 +96,7 @@ class SelfModifyingConfig:
             check_int(name, value, 1)
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
-        if self.impl not in IMPLS:
-            raise ValueError(f"impl={self.impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+        check_choice("impl", self.impl, IMPLS)
         if not self.memory_expansion > 0:
             raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
         if not 0 < self.eta_max <= 1:

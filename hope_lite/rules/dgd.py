@@ -49,6 +49,8 @@ Index letters: B memories (batch x heads), n tokens, c tokens in a chunk, d feat
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,7 +58,7 @@ from torch import Tensor
 from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
-from hope_lite.rules.state import MemoryState, check_inputs
+from hope_lite.rules.state import MemoryState, check_impl, check_inputs
 
 __all__ = ["IMPLS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
 
@@ -99,35 +101,21 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
     return y, tuple(new_w), tuple(new_s), err, signals
 
 
-def dgd_update(
-    memory: Memory,
-    state: MemoryState,
-    k: Tensor,
-    v: Tensor,
-    q: Tensor | None,
-    eta: Tensor,
-    alpha: Tensor | None = None,
-    beta: Tensor | None = None,
-    chunk_size: int = 16,
-    *,
-    self_target: bool = False,
-    delta: bool = True,
-    impl: str = "chunk",
-    source: str = "memory",
-) -> tuple[Tensor | None, MemoryState]:
+def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor | None, eta: Tensor,
+               alpha: Tensor | None = None, beta: Tensor | None = None, chunk_size: int = 16, *,
+               impl: str = "chunk", **options: Any) -> tuple[Tensor | None, MemoryState]:  # fmt: skip
     """DGD over a sequence by the implementation ``impl``; both are equal in float64.
 
-    ``"naive"`` is :func:`dgd_update_reference` (records no trace: ``source`` does not apply),
-    ``"chunk"`` is :func:`dgd_update_chunked`. The other arguments are those of
-    :func:`dgd_update_chunked`.
+    ``"naive"`` is :func:`dgd_update_reference` (it records no trace: ``source`` does not apply),
+    ``"chunk"`` is :func:`dgd_update_chunked`. The arguments are those of
+    :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``
+    and ``source``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl={impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+    check_impl("dgd_update", impl, IMPLS, options, ("self_target", "delta", "source"))
     if impl == "naive":
-        return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size,
-                                    self_target=self_target, delta=delta)  # fmt: skip
-    return dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size,
-                              self_target=self_target, delta=delta, source=source)  # fmt: skip
+        options.pop("source", None)
+        return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options)
+    return dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options)
 
 
 def dgd_update_chunked(

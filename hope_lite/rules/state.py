@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from hope_lite.memory import Memory, Weights
-from hope_lite.validate import check_int
+from hope_lite.validate import check_choice, check_int
 
-__all__ = ["MemoryState", "check_inputs", "clip_factor", "init_state", "surprise_norm"]
+__all__ = ["MemoryState", "check_impl", "check_inputs", "clip_factor", "init_state", "surprise_norm"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,11 @@ def surprise_norm(signals) -> Tensor:
 def clip_factor(norm: Tensor, max_surprise: float | None) -> Tensor | float:
     """``min(1, max_surprise / ||u_t||)``: the factor that caps a token's surprise (1 if off)."""
     return 1.0 if max_surprise is None else (max_surprise / norm).clamp(max=1.0)
+
+
+def check_impl(rule: str, impl: str, impls: tuple[str, ...], options: dict, allowed: tuple[str, ...]) -> None:
+    """Raise unless ``impl`` is one of the rule's ``impls`` and every option is one it takes."""
+    check_choice("impl", impl, impls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"{rule} got unknown options {unknown}; allowed: {', '.join(allowed)}")

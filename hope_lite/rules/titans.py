@@ -36,6 +36,7 @@ Index letters: B memories (batch x heads), n tokens, c tokens in a chunk, d feat
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ from torch.utils.checkpoint import checkpoint
 from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
-from hope_lite.rules.state import MemoryState, check_inputs, clip_factor, surprise_norm
+from hope_lite.rules.state import MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
 from hope_lite.rules.titans_scan import chunk_scan
 from hope_lite.validate import check_int
 
@@ -179,40 +180,28 @@ def _scannable(memory: Memory) -> bool:
     return isinstance(memory, ResidualMLPMemory) and memory.depth == 2
 
 
-def titans_update(
-    memory: Memory,
-    state: MemoryState,
-    k: Tensor,
-    v: Tensor,
-    q: Tensor,
-    theta: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    chunk_size: int,
-    *,
-    impl: str = "scan",
-    source: str = "memory",
-    checkpoint_chunks: int = 0,
-    max_surprise: float | None = None,
-) -> tuple[Tensor, MemoryState]:
+def titans_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, theta: Tensor,
+                  eta: Tensor, alpha: Tensor, chunk_size: int, *, impl: str = "scan", **options: Any
+                  ) -> tuple[Tensor, MemoryState]:  # fmt: skip
     """The Titans rule over a sequence by the implementation ``impl``; all three are equal in float64.
 
-    - ``"naive"``: :func:`titans_update_reference`, the literal per-token loop (records no trace
-      and keeps every state: ``source`` and ``checkpoint_chunks`` do not apply).
+    - ``"naive"``: :func:`titans_update_reference`, the literal per-token loop. It records no trace
+      and keeps every state, so of the ``options`` it uses ``max_surprise`` only.
     - ``"chunk"``: :func:`titans_update_chunked` with every chunk through autograd.
     - ``"scan"``: the same, but whole chunks of the default memory (residual MLP of depth 2) run
       through :func:`~hope_lite.rules.titans_scan.chunk_scan`, whose backward is written by hand.
       Where the scan does not apply (other memories, a chunk cut by the end of a call, an active
       trace recorder) it falls back to the ``"chunk"`` path, which computes the same function.
 
-    The other arguments are those of :func:`titans_update_chunked`.
+    The arguments are those of :func:`titans_update_chunked`; ``options`` are its keyword options
+    ``source``, ``checkpoint_chunks`` and ``max_surprise``.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl={impl!r} is unknown; allowed: {', '.join(map(repr, IMPLS))}")
+    check_impl("titans_update", impl, IMPLS, options, ("source", "checkpoint_chunks", "max_surprise"))
     if impl == "naive":
-        return titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
-    return titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size, source,
-                                 checkpoint_chunks, max_surprise, scan=impl == "scan")  # fmt: skip
+        return titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk_size,
+                                       options.get("max_surprise"))  # fmt: skip
+    return titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size, **options,
+                                 scan=impl == "scan")  # fmt: skip
 
 
 def titans_update_chunked(
@@ -329,18 +318,9 @@ def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked)
 # --------------------------------------------------------------------------- reference
 
 
-def titans_update_reference(
-    memory: Memory,
-    state: MemoryState,
-    k: Tensor,
-    v: Tensor,
-    q: Tensor,
-    theta: Tensor,
-    eta: Tensor,
-    alpha: Tensor,
-    chunk_size: int,
-    max_surprise: float | None = None,
-) -> tuple[Tensor, MemoryState]:
+def titans_update_reference(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, theta: Tensor,
+                            eta: Tensor, alpha: Tensor, chunk_size: int, max_surprise: float | None = None
+                            ) -> tuple[Tensor, MemoryState]:  # fmt: skip
     """The literal per-token loop of Titans eq 9-15; same arguments as :func:`titans_update_chunked`.
 
     Slow and obviously right: the specification that the fast path is tested against.
