@@ -9,9 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from hope_lite.models import make_model
 from hope_lite.optim import M3, CombinedOptimizer, make_optimizer, newton_schulz, param_groups
+from hope_lite.optim.groups import split_params
 
-SHAPES = [(3, 4), (3, 4), (4, 2), (2, 3, 2)]  # two same-shaped matrices (batched NS) + a "conv"
+SHAPES = [(3, 4), (3, 4), (4, 2), (2, 3, 2)]  # two same-shaped matrices (batched NS) + a stack of two
 
 
 def _grad(theta: torch.Tensor, t: int) -> torch.Tensor:
@@ -26,7 +28,7 @@ def _params() -> list[torch.Tensor]:
 
 
 def _ns(M: torch.Tensor, T: int) -> torch.Tensor:
-    return newton_schulz(M.reshape(M.shape[0], -1), T).reshape(M.shape)
+    return torch.stack([newton_schulz(m, T) for m in M]) if M.dim() == 3 else newton_schulz(M, T)
 
 
 def algorithm1(steps, lr, betas, alpha, eps, f, T, mode="paper"):
@@ -217,10 +219,10 @@ def test_param_groups_split():
     matrix, other = param_groups(model)
     assert other["use_adamw"] and not matrix["use_adamw"]
     assert {id(p) for p in matrix["params"]} == {
-        id(model.proj.weight), id(model.conv.weight), id(model.heads[0].weight)
+        id(model.proj.weight), id(model.heads[0].weight)
     }
     names = {n for n, p in model.named_parameters() if any(p is q for q in other["params"])}
-    assert names == {"embed.weight", "proj.bias", "norm.weight", "norm.bias", "conv.bias",
+    assert names == {"embed.weight", "proj.bias", "norm.weight", "norm.bias", "conv.weight", "conv.bias",
                      "lm_head.weight", "lm_head.bias"}  # fmt: skip
 
 
@@ -286,3 +288,34 @@ def test_cuda_matches_cpu():
         opt.step()
     for a, p in zip(cpu, params):
         torch.testing.assert_close(p.detach().cpu(), a[-1], atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["paper", "ema"])
+def test_a_stack_of_matrices_is_orthogonalised_per_matrix(mode):
+    """One M3 step on a [4, 32, 16] parameter equals four steps on four [32, 16] ones."""
+    torch.manual_seed(0)
+    stack = torch.nn.Parameter(torch.randn(4, 32, 16, dtype=torch.float64))
+    single = [torch.nn.Parameter(stack.detach()[i].clone()) for i in range(4)]
+    opt_stack = M3([stack], lr=1e-3, f=2, mode=mode)
+    opt_single = M3(single, lr=1e-3, f=2, mode=mode)
+    for _ in range(3):  # past the first slow chunk, so O2 is used too
+        grad = torch.randn(4, 32, 16, dtype=torch.float64)
+        stack.grad = grad.clone()
+        for i, p in enumerate(single):
+            p.grad = grad[i].clone()
+        opt_stack.step()
+        opt_single.step()
+    for i, p in enumerate(single):
+        torch.testing.assert_close(stack.detach()[i], p.detach(), rtol=0, atol=1e-12)
+
+
+def test_memory_stacks_are_matrices_and_conv_kernels_go_to_adamw():
+    model = make_model("tiny", "hope", vocab_size=32)
+    matrix, other = split_params(model)
+    shapes = {tuple(p.shape) for p in matrix}
+    assert (4, 32, 16) in shapes and (4, 16, 32) in shapes  # the memories' initial weights per head
+    assert all(min(p.shape[-2:]) > 1 for p in matrix)
+    assert any(p.dim() == 3 and p.shape[1] == 1 for p in other)  # depthwise conv [C, 1, k]
+    conv = torch.nn.Sequential(torch.nn.Conv1d(3, 8, 5), torch.nn.Linear(5, 7))
+    matrix, other = split_params(conv)
+    assert [tuple(p.shape) for p in matrix] == [(7, 5)]

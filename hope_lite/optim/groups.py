@@ -6,7 +6,12 @@ Muon's practice (the KellerJordan/Muon repository), everything else goes to Adam
 - 1-D parameters (biases, norm gains) and scalars;
 - embedding tables (the weights of ``nn.Embedding`` / ``nn.EmbeddingBag``): rows are looked up,
   not multiplied, so an orthogonal update of the whole table has no meaning;
-- the output head: its rows are per-class scores; Muon keeps it on AdamW.
+- the output head: its rows are per-class scores; Muon keeps it on AdamW;
+- convolution kernels, of ``nn.Conv*`` modules or any parameter whose last two dimensions are not
+  both > 1 (the depthwise causal conv's ``[C, 1, k]``): one row per channel is not a matrix.
+
+A parameter ``[..., out, in]`` with more dimensions (a memory's initial weights per head) is a
+stack of matrices: M3 orthogonalises each one on its own.
 
 :func:`param_groups` makes that split; :func:`make_optimizer` builds ``"m3"``, ``"muon"``
 (``torch.optim.Muon`` + ``torch.optim.AdamW`` in a :class:`CombinedOptimizer`) or ``"adamw"``.
@@ -30,7 +35,8 @@ OPTIMIZERS = ("m3", "muon", "adamw")
 def split_params(
     model: nn.Module, head_names: Iterable[str] = HEAD_NAMES
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """``(matrix, other)``: trainable parameters with ndim >= 2 outside embeddings and the head.
+    """``(matrix, other)``: trainable matrices and stacks of matrices ``[..., out, in]`` (both of
+    the last two dimensions > 1) outside embeddings, convolutions and the head; the rest.
 
     A parameter is in the head when one dotted component of its name equals a name in
     ``head_names``: with the default, ``lm_head.weight`` and ``model.classifier.bias`` match,
@@ -41,13 +47,15 @@ def split_params(
     embedding_ids = {
         id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
     }
+    conv_ids = {id(p) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd) for p in m.parameters()}
     matrix, other, seen = [], [], set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
         in_head = any(part in heads for part in name.split("."))
-        if p.dim() >= 2 and id(p) not in embedding_ids and not in_head:
+        is_matrix = p.dim() >= 2 and min(p.shape[-2:]) > 1 and id(p) not in conv_ids
+        if is_matrix and id(p) not in embedding_ids and not in_head:
             matrix.append(p)
         else:
             other.append(p)
@@ -144,8 +152,8 @@ def make_optimizer(
 
     - ``"m3"``: :class:`M3` on :func:`param_groups`; ``kw`` go to M3 (betas, alpha, f, mode, ...).
     - ``"muon"``: ``torch.optim.Muon(matrix, lr, **kw)`` + ``torch.optim.AdamW(other)`` in a
-      :class:`CombinedOptimizer`. torch's Muon takes 2-D parameters only, so matrices with more
-      dimensions (conv kernels) go to AdamW here. ``kw`` go to Muon (momentum, nesterov,
+      :class:`CombinedOptimizer`. torch's Muon takes 2-D parameters only, so stacks of matrices
+      go to AdamW here. ``kw`` go to Muon (momentum, nesterov,
       weight_decay, adjust_lr_fn, ns_steps); ``adamw_betas`` / ``adamw_eps`` go to AdamW.
     - ``"adamw"``: ``torch.optim.AdamW(model.parameters(), lr, **kw)``.
 

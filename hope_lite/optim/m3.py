@@ -36,11 +36,13 @@ largest where a gradient entry is near 0. The lr is not comparable with Muon's o
 small test model eta = 1e-2 moved some weights by ~50 in the first step, while 1e-3 trained (the
 notes, §3.3, report such blow-ups).
 
-Only parameters with ndim >= 2 get this update (conv kernels ``[out, in, ...]`` are orthogonalised
-as ``[out, in*...]``). Put 1-D parameters, embeddings and the output head in a group with
-``use_adamw=True`` (see :func:`hope_lite.optim.param_groups`): that group gets AdamW with its own
-``adamw_betas``, ``adamw_eps`` and decoupled weight decay. Same-shaped matrices are orthogonalised
-together in one batched Newton-Schulz call.
+Only parameters with ndim >= 2 get this update. A parameter ``[..., out, in]`` with more than two
+dimensions is a stack of matrices (a memory's initial weights per head, ``[h, out, in]``): each
+matrix is orthogonalised on its own, so one step on a ``[4, 32, 16]`` parameter equals four steps
+on four ``[32, 16]`` ones. Put 1-D parameters, embeddings, the output head and convolution kernels
+in a group with ``use_adamw=True`` (see :func:`hope_lite.optim.param_groups`, which does): that
+group gets AdamW with its own ``adamw_betas``, ``adamw_eps`` and decoupled weight decay. Matrices
+of one shape are orthogonalised together in one batched Newton-Schulz call.
 
 Each parameter counts its own steps (steps where it has no gradient are skipped), so the chunk
 position, M1, M2, V, O2 and the running chunk sum live in ``optimizer.state[p]`` and survive
@@ -96,19 +98,21 @@ def _check_hyper(h: dict) -> None:
 
 
 def _orthogonalise(tensors: list[Tensor], steps: int, dtype: torch.dtype | None) -> list[Tensor]:
-    """NewtonSchulz_T of every tensor viewed as ``[out, -1]``; one batched call per shape.
+    """NewtonSchulz_T of every matrix: a tensor ``[..., out, in]`` is a stack of matrices, each
+    orthogonalised on its own (leading dims batched); one batched call per matrix shape.
 
     Computed in ``dtype`` (None: the tensors' own) and returned in the tensors' dtype.
     """
     buckets: dict[tuple, list[int]] = defaultdict(list)
     for i, x in enumerate(tensors):
-        buckets[(x.shape, x.dtype, x.device)].append(i)
+        buckets[(x.shape[-2:], x.dtype, x.device)].append(i)
     out: list[Tensor] = [None] * len(tensors)  # type: ignore[list-item]
-    for (shape, _, _), idx in buckets.items():
-        X = torch.stack([tensors[i].reshape(shape[0], -1) for i in idx])  # [k, out, in*...]
+    for (matrix, _, _), idx in buckets.items():
+        X = torch.cat([tensors[i].reshape(-1, *matrix) for i in idx])  # [matrices, out, in]
         O = newton_schulz(X if dtype is None else X.to(dtype), steps).to(X.dtype)
-        for j, i in enumerate(idx):
-            out[i] = O[j].reshape(shape)
+        counts = [tensors[i][..., 0, 0].numel() for i in idx]  # matrices per tensor
+        for i, o in zip(idx, O.split(counts)):
+            out[i] = o.reshape(tensors[i].shape)
     return out
 
 
