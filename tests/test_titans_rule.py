@@ -15,7 +15,7 @@ from hope_lite.rules import (
     titans_update_chunked,
     titans_update_reference,
 )
-from hope_lite.rules.titans import IMPLS
+from hope_lite.rules.titans import IMPLS, READS
 
 MEMORIES = {
     "linear": LinearMemory(6),
@@ -34,7 +34,8 @@ def assert_states_close(a: MemoryState, b: MemoryState, atol: float = 1e-10) -> 
 @pytest.mark.parametrize("kind", MEMORIES)
 @pytest.mark.parametrize("chunk", [1, 3, 16, 64])
 @pytest.mark.parametrize("start", [0, 5])
-def test_chunked_equals_reference(kind, chunk, start):
+@pytest.mark.parametrize("read", READS)
+def test_chunked_equals_reference(kind, chunk, start, read):
     memory = MEMORIES[kind]
     B, n = 3, 70  # 70 is not a multiple of 3, 16 or 64: a final partial chunk
     k, v, q, theta, eta, alpha = random_inputs(B, n, memory.dim)
@@ -43,8 +44,8 @@ def test_chunked_equals_reference(kind, chunk, start):
         _, state = titans_update_reference(memory, state, k[:, :start], v[:, :start], q[:, :start],
                                            theta[:, :start], eta[:, :start], alpha[:, :start], chunk)
     args = (k[:, start:], v[:, start:], q[:, start:], theta[:, start:], eta[:, start:], alpha[:, start:])
-    y_ref, s_ref = titans_update_reference(memory, state, *args, chunk)
-    y_fast, s_fast = titans_update_chunked(memory, state, *args, chunk)
+    y_ref, s_ref = titans_update_reference(memory, state, *args, chunk, read=read)
+    y_fast, s_fast = titans_update_chunked(memory, state, *args, chunk, read=read)
     torch.testing.assert_close(y_fast, y_ref, atol=1e-10, rtol=0)
     assert_states_close(s_fast, s_ref)
 
@@ -64,17 +65,18 @@ def test_chunk_reads_the_anchor_not_its_own_writes():
     kind=st.sampled_from(sorted(MEMORIES)),
     chunk=st.integers(1, 9),
     cuts=st.lists(st.integers(0, 40), min_size=1, max_size=4),
+    read=st.sampled_from(READS),
 )
-def test_stream_in_pieces_equals_one_call(kind, chunk, cuts):
+def test_stream_in_pieces_equals_one_call(kind, chunk, cuts, read):
     memory = MEMORIES[kind]
     k, v, q, theta, eta, alpha = random_inputs(2, 40, memory.dim)
     state0 = init_state(memory.init_weights(2, dtype=torch.float64))
-    y_all, s_all = titans_update_chunked(memory, state0, k, v, q, theta, eta, alpha, chunk)
+    y_all, s_all = titans_update_chunked(memory, state0, k, v, q, theta, eta, alpha, chunk, read=read)
     bounds = [0] + sorted(cuts) + [40]
     state, pieces = state0, []
     for s, e in zip(bounds[:-1], bounds[1:]):
         y, state = titans_update_chunked(memory, state, k[:, s:e], v[:, s:e], q[:, s:e],
-                                         theta[:, s:e], eta[:, s:e], alpha[:, s:e], chunk)
+                                         theta[:, s:e], eta[:, s:e], alpha[:, s:e], chunk, read=read)
         pieces.append(y)
     torch.testing.assert_close(torch.cat(pieces, 1), y_all, atol=1e-12, rtol=0)
     assert_states_close(state, s_all, atol=1e-12)
@@ -243,3 +245,45 @@ def test_unknown_impl_is_refused_by_name():
     state = init_state(memory.init_weights(1, dtype=torch.float64))
     with pytest.raises(ValueError, match="impl='fast' is not allowed; allowed: 'naive', 'chunk', 'scan'"):
         titans_update(memory, state, k, v, q, theta, eta, alpha, 2, impl="fast")
+
+
+@pytest.mark.parametrize("kind", MEMORIES)
+def test_causal_reads_with_the_surprise_cap_and_every_impl(kind):
+    """read="causal" under the cap: naive == chunk == scan (the scan falls back to chunk)."""
+    memory = MEMORIES[kind]
+    k, v, q, theta, eta, alpha = random_inputs(2, 29, memory.dim)
+    state = init_state(memory.init_weights(2, dtype=torch.float64))
+    results = [titans_update(memory, state, k, v, q, theta, eta, alpha, 8, impl=impl, read="causal",
+                             max_surprise=1.0) for impl in IMPLS]  # fmt: skip
+    for y, s in results[1:]:
+        torch.testing.assert_close(y, results[0][0], atol=1e-10, rtol=0)
+        assert_states_close(s, results[0][1])
+
+
+def test_a_causal_read_sees_the_writes_of_its_own_chunk():
+    """Token t's output depends on token t-1's key under read="causal", not under "anchor"."""
+    memory = MEMORIES["mlp2"]
+    k, v, q, theta, eta, alpha = random_inputs(1, 8, memory.dim)
+    state = init_state(memory.init_weights(1, dtype=torch.float64))
+    for read, depends in (("causal", True), ("anchor", False)):
+        keys = k.clone().requires_grad_()
+        y, _ = titans_update_chunked(memory, state, keys, v, q, theta, eta, alpha, 8, read=read)
+        (grad,) = torch.autograd.grad(y[0, 7].sum(), keys)
+        assert (grad[0, 6].abs().sum() > 0) == depends
+    y_causal, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, 8, read="causal")
+    y_one, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, 1, read="anchor")
+    torch.testing.assert_close(y_causal[:, :1], y_one[:, :1])  # the first token reads M_0 in both
+
+
+def test_gradcheck_causal_chunked_float64():
+    memory = ResidualMLPMemory(3, hidden=4, depth=2)
+    k, v, q, theta, eta, alpha = random_inputs(1, 7, 3)
+    w = memory.init_weights(1, dtype=torch.float64)
+    inputs = tuple(x.clone().requires_grad_() for x in (k, v, q, theta, eta, alpha, *w))
+
+    def f(k, v, q, theta, eta, alpha, *weights):
+        y, s = titans_update_chunked(memory, init_state(weights), k, v, q, theta, eta, alpha, 3,
+                                     read="causal", max_surprise=2.0)
+        return y, *s.weights, *s.momentum
+
+    assert torch.autograd.gradcheck(f, inputs)

@@ -19,14 +19,14 @@ def inputs(B=3, nc=4, c=5, d=6, h=10, seed=0):
     theta, eta, alpha = 0.3 * torch.rand(B, n, generator=g, **f64), torch.rand(B, n, generator=g, **f64), \
         0.2 * torch.rand(B, n, generator=g, **f64)
     segments = [(s, s + c) for s in range(0, n, c)]
-    mix, w = (torch.stack(x, 1) for x in zip(*_segment_transitions(theta, eta, alpha, segments)))
+    mix, w = (torch.stack(x, 1) for x in list(zip(*_segment_transitions(theta, eta, alpha, segments, False)))[:2])
     memory = ResidualMLPMemory(d, hidden=h)
     stacked = tuple(torch.randn(B, 2, o, i, generator=g, **f64) / i**0.5 for o, i in memory.shapes)
     return memory, [k, v, q, mix, w, *stacked], c
 
 
 def by_autograd(memory, k, v, q, mix, w, s2, s1, c, max_surprise):
-    split = [x.split(c, 1) for x in (k, v, q)] + [x.unbind(1) for x in (mix, w)]
+    split = [x.split(c, 1) for x in (k, v, q)] + [x.unbind(1) for x in (mix, w)] + [[None] * mix.shape[1]]
     y, (s2, s1) = _run(memory, (s2, s1), list(zip(*split)), max_surprise=max_surprise)
     return y, s2, s1
 

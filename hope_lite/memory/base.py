@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -38,6 +38,12 @@ class Memory(ABC):
     def forward(self, weights: Weights, x: Tensor) -> Tensor:
         """Read the memory: ``x [B, n, d] -> [B, n, d]``."""
         return self.forward_cached(weights, x)[0]
+
+    @abstractmethod
+    def compose(self, x: Tensor, layer: Callable[[int, Tensor], Tensor]) -> Tensor:
+        """The memory's function of ``x [B, n, d]`` with every linear layer ``a -> W_l a``
+        replaced by ``layer(l, a)`` (``a [B, n, in]`` -> ``[B, n, out]``): a read through weights
+        that differ per token, as a causal read inside a chunk needs."""
 
     def init_weights(
         self, copies: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32

@@ -5,6 +5,8 @@ Index letters: B memories (batch x heads), n tokens, d features.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor
 
 from hope_lite.memory.base import LayerSignal, Memory, Weights
@@ -28,6 +30,9 @@ class LinearMemory(Memory):
     def forward_cached(self, weights: Weights, x: Tensor) -> tuple[Tensor, Tensor]:
         (w,) = weights  # [B, d, d]
         return x @ w.transpose(-1, -2), x  # y_t = W x_t: [B, n, d]
+
+    def compose(self, x: Tensor, layer: Callable[[int, Tensor], Tensor]) -> Tensor:
+        return layer(0, x)
 
     def layer_signals(self, weights: Weights, cache: Tensor, dy: Tensor) -> tuple[LayerSignal, ...]:
         # d<W x, dy>/dW = dy x^T (the cache may cover more tokens than dy: its first n are used)

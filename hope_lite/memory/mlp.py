@@ -61,6 +61,12 @@ class ResidualMLPMemory(Memory):
         sizes = [self.dim] + [self.hidden] * (self.depth - 1) + [self.dim]
         return tuple((out, inp) for inp, out in zip(sizes[:-1], sizes[1:]))
 
+    def compose(self, x: Tensor, layer: Callable[[int, Tensor], Tensor]) -> Tensor:
+        a = F.rms_norm(x, (x.shape[-1],)) if self.norm else x
+        for l in range(self.depth - 1):
+            a = ACTIVATIONS[self.activation](layer(l, a))
+        return x + layer(self.depth - 1, a)  # NL eq 89: x + W_1 s(W_2 x)
+
     def forward_cached(self, weights: Weights, x: Tensor) -> tuple[Tensor, tuple | None]:
         if not self.is_default:  # a CMS level: x + W_2 sigma(W_1 RMSNorm(x)), gradients by autograd
             a = F.rms_norm(x, (x.shape[-1],)) if self.norm else x

@@ -47,11 +47,12 @@ from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
 from hope_lite.rules.state import MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
 from hope_lite.rules.titans_scan import chunk_scan
-from hope_lite.validate import check_int
+from hope_lite.validate import check_choice, check_int
 
-__all__ = ["IMPLS", "chunk_coefficients", "titans_update", "titans_update_chunked", "titans_update_reference"]
+__all__ = ["IMPLS", "READS", "chunk_coefficients", "prefix_coefficients", "titans_update", "titans_update_chunked", "titans_update_reference"]
 
 IMPLS = ("naive", "chunk", "scan")  # the implementations of the rule, slowest and plainest first
+READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's writes included) or M_anchor
 
 
 # --------------------------------------------------------------------------- checks
@@ -88,6 +89,25 @@ def chunk_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tenso
     return s_decay, m_decay, m_from_s, theta * G[..., -1, 1:], theta * H[..., 1:]
 
 
+def prefix_coefficients(theta: Tensor, eta: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Scalars that give the state *before* every token of a chunk, from gates ``[..., c]``.
+
+    Returns ``(m_keep, m_from_s, w)`` shaped ``[..., c]`` x2 and ``[..., c, c]`` with, for the
+    state after the chunk's first t tokens (t = 0 .. c-1, what token t reads causally),
+
+        M_(t) = m_keep[t] M_0 + m_from_s[t] S_0 - sum_{i<t} w[t, i] u_i
+
+    where ``m_keep[t] = prod_{j<t} (1-alpha_j)``, ``m_from_s[t] = sum_{s<t} prod_{s<j<t}(1-alpha_j)
+    prod_{j<=s} eta_j`` and ``w[t, i] = theta_i sum_{i<=s<t} prod_{s<j<t}(1-alpha_j) prod_{i<j<=s}
+    eta_j`` (0 for i >= t): the unrolled Titans eq 13-14, row by row (Titans eq 16's sums, cut at t).
+    """
+    G = decay_products(eta)  # [..., c+1, c+1]: G[t, i] = prod_{i<j<=t} eta_j (index 0 = S_0)
+    D = decay_products(1 - alpha)  # D[t, s] = prod_{s<j<=t} (1 - alpha_j)
+    # K[t, i] = sum_{s >= max(1, i)} D[t, s] G[s, i]: the weight of S_0 (i = 0) or of -theta_i u_i
+    K = D[..., :, 1:] @ G[..., 1:, :]  # [..., c+1, c+1]
+    return D[..., :-1, 0], K[..., :-1, 0], theta.unsqueeze(-2) * K[..., :-1, 1:]
+
+
 # --------------------------------------------------------------------------- fast path
 
 
@@ -111,41 +131,76 @@ def _full_precision(x: Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-def _segment_transitions(theta, eta, alpha, segments) -> list[tuple[Tensor, Tensor]]:
-    """``_transition`` of every segment; all full-length segments in one batched call."""
+def _segment_transitions(theta, eta, alpha, segments, causal: bool) -> list[tuple]:
+    """``(mix, w, reads)`` of every segment (``reads``: its :func:`prefix_coefficients` if
+    ``causal``, else None); all full-length segments in one batched call."""
     with _full_precision(theta):
         wide = torch.promote_types(theta.dtype, torch.float32)  # bf16 gates under autocast -> float32
-        return _segment_transitions_exact(theta.to(wide), eta.to(wide), alpha.to(wide), segments)
+        return _segment_transitions_exact(theta.to(wide), eta.to(wide), alpha.to(wide), segments, causal)
 
 
-def _segment_transitions_exact(theta, eta, alpha, segments) -> list[tuple[Tensor, Tensor]]:
+def _coefficients(theta, eta, alpha, causal: bool) -> tuple:
+    mix, w = _transition(chunk_coefficients(theta, eta, alpha))
+    return mix, w, prefix_coefficients(theta, eta, alpha) if causal else None
+
+
+def _chunk_of(x: Tensor | tuple | None, j: int) -> Tensor | tuple | None:
+    """Chunk ``j`` of batched coefficients ``[B, chunks, ...]`` (a tensor, a tuple of them, None)."""
+    if x is None:
+        return None
+    return tuple(y[:, j] for y in x) if isinstance(x, tuple) else x[:, j]
+
+
+def _segment_transitions_exact(theta, eta, alpha, segments, causal: bool) -> list[tuple]:
     lengths = [e - s for s, e in segments]
     full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the full chunks
     start, end = segments[full[0]][0], segments[full[-1]][1]
     gates = [g[:, start:end].unflatten(1, (len(full), max(lengths))) for g in (theta, eta, alpha)]
-    mix, w = _transition(chunk_coefficients(*gates))  # [B, chunks, 2, 2], [B, chunks, c, 2]
+    batched = _coefficients(*gates, causal)  # [B, chunks, ...] each
     out: list = [None] * len(segments)
     for j, i in enumerate(full):
-        out[i] = (mix[:, j], w[:, j])
+        out[i] = tuple(_chunk_of(x, j) for x in batched)
     for i, (s, e) in enumerate(segments):
         if out[i] is None:  # a partial first or last chunk
-            out[i] = _transition(chunk_coefficients(theta[:, s:e], eta[:, s:e], alpha[:, s:e]))
+            out[i] = _coefficients(theta[:, s:e], eta[:, s:e], alpha[:, s:e], causal)
     return out
 
 
+def _causal_read(memory: Memory, stacked: Weights, q: Tensor, signals, reads, clip) -> Tensor:
+    """``y_t = M_(t)(q_t)``: every token reads the state before it, its own chunk's writes included.
+
+    Per layer, ``M_(t) a = m_keep[t] M_0 a + m_from_s[t] S_0 a - sum_{i<t} w[t, i] u_i a`` with
+    ``u_i a = 2 delta_i (in_i . a)`` (:func:`prefix_coefficients`): masked ``c x c`` products of
+    the writers' layer inputs with the reader's, the dual form of TTT.
+    """
+    m_keep, m_from_s, w = reads  # [B, c], [B, c], [B, c, c]
+    w = -2 * w * (clip.unsqueeze(-2) if torch.is_tensor(clip) else clip)  # u_i = 2 delta_i in_i^T
+
+    def layer(l: int, a: Tensor) -> Tensor:  # a [B, c, in] -> [B, c, out]
+        S0, M0 = stacked[l][:, 0], stacked[l][:, 1]
+        delta, inp = signals[l]
+        own = m_keep.unsqueeze(-1) * (a @ M0.mT) + m_from_s.unsqueeze(-1) * (a @ S0.mT)
+        return own + (w * (a @ inp.mT)) @ delta
+
+    return memory.compose(q, layer)
+
+
 def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tensor, q: Tensor,
-           mix: Tensor, w: Tensor, max_surprise: float | None):
-    """One segment: read ``y = M_anchor(q)``, then write on the stacked state ``[S; M]``.
+           mix: Tensor, w: Tensor, reads: tuple | None, max_surprise: float | None):
+    """One segment: read ``y = M_anchor(q)`` (or causally, with ``reads``), then write on the
+    stacked state ``[S; M]``.
 
     Keys and queries go through the memory in one pass. Returns ``(y, new stacked, err, signals)``.
     """
     c = k.shape[1]
-    out, cache = memory.forward_cached(anchor, torch.cat((k, q), dim=1))  # [B, 2c, d]
+    out, cache = memory.forward_cached(anchor, k if reads else torch.cat((k, q), dim=1))  # [B, (2)c, d]
     err = out[:, :c] - v  # M_anchor(k_t) - v_t: [B, c, d]
     # u_t = grad ||err_t||^2 = 2 x (the signals of dy = err); the 2 is folded into w
     signals = memory.layer_signals(anchor, cache, err)
+    clip = 1.0 if max_surprise is None else clip_factor(surprise_norm(signals), max_surprise)
     if max_surprise is not None:  # u_t <- u_t min(1, max_surprise / ||u_t||)
-        w = w * clip_factor(surprise_norm(signals), max_surprise).unsqueeze(-1)
+        w = w * clip.unsqueeze(-1)
+    y = out[:, c:] if reads is None else _causal_read(memory, stacked, q, signals, reads, clip)
     new = []
     for (delta, inp), state in zip(signals, stacked):
         B, o = delta.shape[0], delta.shape[2]
@@ -154,7 +209,7 @@ def _write(memory: Memory, anchor: Weights, stacked: Weights, k: Tensor, v: Tens
         # [S_end; M_end] = mix [S_0; M_0] + g, one fused kernel, in the state's precision
         with _full_precision(state):
             new.append(torch.baddbmm(g.to(state.dtype), mix, state.reshape(B, 2, -1)).view_as(state))
-    return out[:, c:], tuple(new), err, signals
+    return y, tuple(new), err, signals
 
 
 def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | None = None, on_write=None,
@@ -165,11 +220,11 @@ def _run(memory: Memory, stacked: Weights, segments: list, anchor: Weights | Non
     stream that stopped mid-chunk), otherwise the state at the segment's start (a chunk start).
     """
     outputs = []
-    for i, (k_c, v_c, q_c, mix, w) in enumerate(segments):
+    for i, (k_c, v_c, q_c, mix, w, reads) in enumerate(segments):
         if anchor is None or i > 0:
             anchor = tuple(x[:, 1] for x in stacked)  # M at the chunk start
-        y, stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, q_c, mix, w, max_surprise)
-        outputs.append(y)  # y_t = M_anchor(q_t) (eq 15)
+        y, stacked, err, signals = _write(memory, anchor, stacked, k_c, v_c, q_c, mix, w, reads, max_surprise)
+        outputs.append(y)  # y_t = M_anchor(q_t) (eq 15), or M_{t-1}(q_t) (causal)
         if on_write is not None:
             on_write(i, err, signals, stacked)
     return torch.cat(outputs, dim=1), stacked
@@ -186,20 +241,21 @@ def titans_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: T
     """The Titans rule over a sequence by the implementation ``impl``; all three are equal in float64.
 
     - ``"naive"``: :func:`titans_update_reference`, the literal per-token loop. It records no trace
-      and keeps every state, so of the ``options`` it uses ``max_surprise`` only.
+      and keeps every state, so of the ``options`` it uses ``max_surprise`` and ``read`` only.
     - ``"chunk"``: :func:`titans_update_chunked` with every chunk through autograd.
     - ``"scan"``: the same, but whole chunks of the default memory (residual MLP of depth 2) run
       through :func:`~hope_lite.rules.titans_scan.chunk_scan`, whose backward is written by hand.
-      Where the scan does not apply (other memories, a chunk cut by the end of a call, an active
-      trace recorder) it falls back to the ``"chunk"`` path, which computes the same function.
+      Where the scan does not apply (other memories, causal reads, a chunk cut by the end of a
+      call, an active trace recorder) it falls back to the ``"chunk"`` path, which computes the
+      same function.
 
     The arguments are those of :func:`titans_update_chunked`; ``options`` are its keyword options
-    ``source``, ``checkpoint_chunks`` and ``max_surprise``.
+    ``source``, ``checkpoint_chunks``, ``max_surprise`` and ``read``.
     """
-    check_impl("titans_update", impl, IMPLS, options, ("source", "checkpoint_chunks", "max_surprise"))
+    check_impl("titans_update", impl, IMPLS, options, ("source", "checkpoint_chunks", "max_surprise", "read"))
     if impl == "naive":
         return titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk_size,
-                                       options.get("max_surprise"))  # fmt: skip
+                                       options.get("max_surprise"), options.get("read", "anchor"))  # fmt: skip
     return titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size, **options,
                                  scan=impl == "scan")  # fmt: skip
 
@@ -218,6 +274,7 @@ def titans_update_chunked(
     checkpoint_chunks: int = 0,
     max_surprise: float | None = None,
     scan: bool = True,
+    read: str = "anchor",
 ) -> tuple[Tensor, MemoryState]:
     """Read and write a Titans memory over a sequence, chunk-parallel (see module docstring).
 
@@ -228,7 +285,7 @@ def titans_update_chunked(
         theta: inner learning rate ``theta_t >= 0``, ``[B, n]``.
         eta: momentum ``eta_t`` in [0, 1], ``[B, n]``.
         alpha: forgetting gate ``alpha_t`` in [0, 1], ``[B, n]``.
-        chunk_size: b >= 1; tokens of a chunk take gradients at, and read, the chunk-start state.
+        chunk_size: b >= 1; tokens of a chunk take their gradients at the chunk-start state.
         source: the name under which an active :mod:`hope_lite.trace` recorder files events.
         checkpoint_chunks: if > 0 and gradients are on, keep only every this-many chunks' state
             for the backward pass and recompute the rest (less memory, about a third more time).
@@ -236,12 +293,17 @@ def titans_update_chunked(
             ||u_t||)`` (not in the paper; titans-pytorch's ``max_grad_norm`` does the same).
         scan: run whole chunks of the default memory through the hand-differentiated scan when
             nothing is recorded (``titans_update(impl="scan")``); False keeps every chunk on
-            autograd (``impl="chunk"``).
+            autograd (``impl="chunk"``). The scan reads at the anchor: with ``read="causal"``
+            every chunk takes the autograd path.
+        read: ``"anchor"``, token t reads the chunk-start state ``y_t = M_anchor(q_t)``; or
+            ``"causal"``, the state just before it, ``y_t = M_{t-1}(q_t)`` (Titans eq 15), which holds
+            the writes of the earlier tokens of its own chunk (see :func:`prefix_coefficients`).
 
     Returns:
         ``y [B, n, d]`` and the state after the last token.
     """
     _check(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
+    check_choice("read", read, READS)
     check_int("checkpoint_chunks", checkpoint_chunks, 0)
     n, b, pos = k.shape[1], chunk_size, state.position
     if n == 0:
@@ -254,7 +316,7 @@ def titans_update_chunked(
         (*kvq, *mix_w)
         for kvq, mix_w in zip(
             zip(k.split(lengths, 1), v.split(lengths, 1), q.split(lengths, 1)),
-            _segment_transitions(theta, eta, alpha, segments),
+            _segment_transitions(theta, eta, alpha, segments, causal=read == "causal"),
         )
     ]
     rec = trace.active()
@@ -275,9 +337,9 @@ def titans_update_chunked(
         y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0), max_surprise)
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
-    if body and scan and rec is None and _scannable(memory):  # backward by hand, equal in float64
+    if body and scan and read == "anchor" and rec is None and _scannable(memory):  # backward by hand
         start, end = segments[head][0], segments[len(data) - tail - 1][1]  # the whole chunks' tokens
-        mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:])
+        mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:5])
         y, stacked = chunk_scan(k[:, start:end], v[:, start:end], q[:, start:end], mix, w, stacked,
                                 max_surprise, group)
         outputs.append(y)
@@ -319,13 +381,14 @@ def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked)
 
 
 def titans_update_reference(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, theta: Tensor,
-                            eta: Tensor, alpha: Tensor, chunk_size: int, max_surprise: float | None = None
-                            ) -> tuple[Tensor, MemoryState]:  # fmt: skip
+                            eta: Tensor, alpha: Tensor, chunk_size: int, max_surprise: float | None = None,
+                            read: str = "anchor") -> tuple[Tensor, MemoryState]:  # fmt: skip
     """The literal per-token loop of Titans eq 9-15; same arguments as :func:`titans_update_chunked`.
 
     Slow and obviously right: the specification that the fast path is tested against.
     """
     _check(memory, state, k, v, q, theta, eta, alpha, chunk_size, max_surprise)
+    check_choice("read", read, READS)
 
     def loss(ws: Weights, k_t: Tensor, v_t: Tensor) -> Tensor:
         return (memory.forward(ws, k_t) - v_t).square().sum()  # Titans eq 12, every memory's sum
@@ -336,7 +399,8 @@ def titans_update_reference(memory: Memory, state: MemoryState, k: Tensor, v: Te
     for t in range(k.shape[1]):
         if (state.position + t) % chunk_size == 0:
             anchor = tuple(weights)  # a new chunk starts: freeze its anchor
-        outputs.append(memory.forward(anchor, q[:, t : t + 1]))  # y_t = M_anchor(q_t)
+        # y_t = M_anchor(q_t), or M_{t-1}(q_t) when reads are causal (Titans eq 15)
+        outputs.append(memory.forward(anchor if read == "anchor" else tuple(weights), q[:, t : t + 1]))
         u = grad(anchor, k[:, t : t + 1], v[:, t : t + 1])  # u_t
         if max_surprise is not None:  # optional cap: u_t <- u_t min(1, max_surprise / ||u_t||)
             norm = torch.sqrt(sum(g.square().sum((-2, -1)) for g in u))
