@@ -18,6 +18,7 @@ from hope_lite.rules import (
     init_state,
     titans_update_chunked,
 )
+from hope_lite.rules.dgd import READS
 
 MEMORIES = {
     "linear": LinearMemory(6),
@@ -49,17 +50,18 @@ def run_both(memory, state, args, chunk, **options):
 
 
 @pytest.mark.parametrize("kind", MEMORIES)
-@pytest.mark.parametrize("chunk", [1, 3, 16])
+@pytest.mark.parametrize("chunk", [1, 3, 16, 64])
 @pytest.mark.parametrize("start", [0, 5])
-def test_chunked_equals_reference(kind, chunk, start):
+@pytest.mark.parametrize("read", READS)
+def test_chunked_equals_reference(kind, chunk, start, read):
     memory = MEMORIES[kind]
-    k, v, q, eta, alpha, beta = dgd_inputs(2, 40, memory.dim)  # 40: a partial last chunk for 3, 16
+    k, v, q, eta, alpha, beta = dgd_inputs(2, 70, memory.dim)  # 70: a partial last chunk for 3, 16, 64
     state = init_state(memory.init_weights(2, dtype=torch.float64))
     if start:  # begin mid-stream, mid-chunk, with momentum in the state
         head = tuple(x[:, :start] for x in (k, v, q, eta, alpha, beta))
         _, state = dgd_update_reference(memory, state, *head, chunk_size=chunk, self_target=True)
     args = tuple(x[:, start:] for x in (k, v, q, eta, alpha, beta))
-    run_both(memory, state, args, chunk, self_target=True)
+    run_both(memory, state, args, chunk, self_target=True, read=read)
 
 
 @pytest.mark.parametrize(
@@ -69,14 +71,15 @@ def test_chunked_equals_reference(kind, chunk, start):
     ids=["no-momentum", "no-decay", "plain-gd", "self-target", "write-only"],
 )
 @pytest.mark.parametrize("chunk", [1, 3, 16])
-def test_switches_chunked_equals_reference(options, chunk):
+@pytest.mark.parametrize("read", READS)
+def test_switches_chunked_equals_reference(options, chunk, read):
     memory = MEMORIES["mlp2"]
     k, v, q, eta, alpha, beta = dgd_inputs(2, 21, memory.dim)
     args = dict(k=k, v=v, q=q, eta=eta, alpha=alpha, beta=beta)
     args.update(options)
     state = init_state(memory.init_weights(2, dtype=torch.float64))
-    y_ref, s_ref = dgd_update_reference(memory, state, **args, chunk_size=chunk)
-    y_fast, s_fast = dgd_update_chunked(memory, state, **args, chunk_size=chunk)
+    y_ref, s_ref = dgd_update_reference(memory, state, **args, chunk_size=chunk, read=read)
+    y_fast, s_fast = dgd_update_chunked(memory, state, **args, chunk_size=chunk, read=read)
     assert (y_fast is None) == (y_ref is None) == ("q" in options)
     if y_ref is not None:
         torch.testing.assert_close(y_fast, y_ref, atol=1e-10, rtol=0)
@@ -150,18 +153,19 @@ def test_chunk_reads_the_anchor_and_self_target_is_the_anchors_read():
     kind=st.sampled_from(sorted(MEMORIES)),
     chunk=st.integers(1, 9),
     cuts=st.lists(st.integers(0, 30), min_size=1, max_size=4),
+    read=st.sampled_from(READS),
 )
-def test_stream_in_pieces_equals_one_call(kind, chunk, cuts):
+def test_stream_in_pieces_equals_one_call(kind, chunk, cuts, read):
     memory = MEMORIES[kind]
     k, v, q, eta, alpha, beta = dgd_inputs(2, 30, memory.dim)
     state0 = init_state(memory.init_weights(2, dtype=torch.float64))
     y_all, s_all = dgd_update_chunked(memory, state0, k, v, q, eta, alpha, beta, chunk,
-                                      self_target=True)
+                                      self_target=True, read=read)
     bounds = [0] + sorted(cuts) + [30]
     state, pieces = state0, []
     for s, e in zip(bounds[:-1], bounds[1:]):
         part = tuple(x[:, s:e] for x in (k, v, q, eta, alpha, beta))
-        y, state = dgd_update_chunked(memory, state, *part, chunk, self_target=True)
+        y, state = dgd_update_chunked(memory, state, *part, chunk, self_target=True, read=read)
         pieces.append(y)
     torch.testing.assert_close(torch.cat(pieces, 1), y_all, atol=1e-12, rtol=0)
     assert_states_close(state, s_all, atol=1e-12)
@@ -184,12 +188,14 @@ def test_gradcheck_chunked_float64():
     moms = tuple(0.1 * torch.randn_like(w) for w in weights)
     inputs = [t.clone().requires_grad_() for t in (k, v, q, eta, alpha, beta, *weights, *moms)]
 
-    def run(k, v, q, eta, alpha, beta, *ws):
-        state = MemoryState(ws[:2], ws[2:], ws[:2], 0)
-        y, end = dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, 2, self_target=True)
-        return y, *end.weights, *end.momentum
+    for read in READS:
+        def run(k, v, q, eta, alpha, beta, *ws):
+            state = MemoryState(ws[:2], ws[2:], ws[:2], 0)
+            y, end = dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, 2, self_target=True,
+                                        read=read)
+            return y, *end.weights, *end.momentum
 
-    assert torch.autograd.gradcheck(run, inputs)
+        assert torch.autograd.gradcheck(run, inputs)
 
 
 def test_records_the_dgd_rates_in_titans_names():

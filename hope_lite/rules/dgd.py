@@ -59,26 +59,29 @@ from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
 from hope_lite.rules.state import MemoryState, check_impl, check_inputs
+from hope_lite.validate import check_choice
 
-__all__ = ["IMPLS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
+__all__ = ["IMPLS", "READS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
 
 IMPLS = ("naive", "chunk")  # the implementations of the rule, slowest and plainest first
+READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's writes included) or M_anchor
 
 
 # --------------------------------------------------------------------------- fast path
 
 
 def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, q, eta,
-           alpha, beta, self_target: bool, delta: bool):
+           alpha, beta, self_target: bool, delta: bool, causal: bool):
     """Reads and end state of one segment inside one chunk (module docstring, UT form)."""
-    y = memory.forward(anchor, q) if q is not None else None  # y_t = M_anchor(q_t) (NL eq 90)
+    # y_t = M_anchor(q_t) (NL eq 90); causal reads come after the writes' quantities, below
+    y = memory.forward(anchor, q) if q is not None and not causal else None
     target = memory.forward(anchor, v) if self_target else v  # vhat_t = M_anchor(v_t) (NL eq 84)
     pred, cache = memory.forward_cached(anchor, k)
     err = pred - target  # M_anchor(k_t) - vhat_t: [B, c, d]
     signals = memory.layer_signals(anchor, cache, err)  # g_l,t = delta_l,t a_l,t^T (halved loss)
     A, P = decay_products(alpha), decay_products(beta)  # [B, c+1, c+1]
     K = A[..., 1:] @ P[..., 1:, :]  # K[t, 0]: weight of S_0 in W_t; K[t, m]: of -eta_m g_m
-    new_w, new_s = [], []
+    new_w, new_s, terms = [], [], []
     for (dl, a), W0, S0 in zip(signals, weights, momentum):
         x = eta.unsqueeze(-1) * dl  # eta_m delta_m: [B, c, out]
         # S_c = P[c,0] S_0 - sum_m P[c,m] eta_m delta_m a_m^T
@@ -86,11 +89,11 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
         # W_c without the delta terms: A[c,0] W_0 + K[c,0] S_0 - sum_m K[c,m] eta_m delta_m a_m^T
         W = A[:, -1, :1, None] * W0 + K[:, -1, :1, None] * S0
         W = W - (K[:, -1, 1:, None] * x).transpose(1, 2) @ a
+        ah = r = None
         if delta:
             ah = F.normalize(a, dim=-1)  # unit layer inputs (NL eq 57 assumes ||x||^2 fixed)
             # base_t = A[t-1,0] W_0 ah_t + K[t-1,0] S_0 ah_t - sum_m K[t-1,m] a_m.ah_t eta_m delta_m
-            base = A[:, :-1, :1] * (ah @ W0.mT) + K[:, :-1, :1] * (ah @ S0.mT)
-            base = base - (K[:, :-1, 1:] * (ah @ a.mT)) @ x  # [B, c, out]
+            base = _before(A, K, W0, S0, a, x, ah)
             L = A[:, :-1, 1:] * eta.unsqueeze(1) * (ah @ ah.mT)  # strictly lower [B, c, c]
             # (I + L) r = base: r_t = W_{t-1} ah_t
             r = torch.linalg.solve_triangular(L, base, upper=False, unitriangular=True)
@@ -98,7 +101,22 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
             W = W - (A[:, -1, 1:, None] * eta.unsqueeze(-1) * r).transpose(1, 2) @ ah
         new_w.append(W)
         new_s.append(S)
+        terms.append((W0, S0, a, x, ah, r))
+    if q is not None and causal:  # y_t = M_{t-1}(q_t) (NL eq 94): base at b_t, minus the r terms at b_t
+        def layer(l: int, b: Tensor) -> Tensor:
+            W0, S0, a, x, ah, r = terms[l]
+            out = _before(A, K, W0, S0, a, x, b)
+            return out if r is None else out - (A[:, :-1, 1:] * eta.unsqueeze(1) * (b @ ah.mT)) @ r
+
+        y = memory.compose(q, layer)
     return y, tuple(new_w), tuple(new_s), err, signals
+
+
+def _before(A: Tensor, K: Tensor, W0: Tensor, S0: Tensor, a: Tensor, x: Tensor, b: Tensor) -> Tensor:
+    """``A[t-1,0] W_0 b_t + K[t-1,0] S_0 b_t - sum_{m<t} K[t-1,m] (a_m . b_t) eta_m delta_m``: the
+    state before token t applied to ``b_t`` ``[B, c, in]``, all but DGD's ``-eta r ah^T`` terms."""
+    out = A[:, :-1, :1] * (b @ W0.mT) + K[:, :-1, :1] * (b @ S0.mT)
+    return out - (K[:, :-1, 1:] * (b @ a.mT)) @ x  # [B, c, out]
 
 
 def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor | None, eta: Tensor,
@@ -108,10 +126,10 @@ def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tens
 
     ``"naive"`` is :func:`dgd_update_reference` (it records no trace: ``source`` does not apply),
     ``"chunk"`` is :func:`dgd_update_chunked`. The arguments are those of
-    :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``
-    and ``source``.
+    :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``,
+    ``source`` and ``read``.
     """
-    check_impl("dgd_update", impl, IMPLS, options, ("self_target", "delta", "source"))
+    check_impl("dgd_update", impl, IMPLS, options, ("self_target", "delta", "source", "read"))
     if impl == "naive":
         options.pop("source", None)
         return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options)
@@ -132,6 +150,7 @@ def dgd_update_chunked(
     self_target: bool = False,
     delta: bool = True,
     source: str = "memory",
+    read: str = "anchor",
 ) -> tuple[Tensor | None, MemoryState]:
     """Read and write a memory with DGD over a sequence, chunk by chunk (see module docstring).
 
@@ -149,11 +168,15 @@ def dgd_update_chunked(
         delta: keep DGD's ``-eta ah ah^T`` term; False is plain GD (Titans-style).
         source: the name under which an active :mod:`hope_lite.trace` recorder files events
             (``theta`` = eta, ``eta`` = beta, ``alpha`` = 1 - alpha in the trace's Titans names).
+        read: ``"anchor"``, token t reads the chunk-start state (NL eq 90); or ``"causal"``, the
+            state just before it, ``y_t = M_{t-1}(q_t)`` (NL eq 94), its own chunk's writes and
+            DGD's ``-eta r ah^T`` terms included, read through the same triangular quantities.
 
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
     """
     check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
+    check_choice("read", read, READS)
     n, pos = k.shape[1], state.position
     if n == 0:
         return (q.clone() if q is not None else None), state
@@ -170,7 +193,7 @@ def dgd_update_chunked(
             anchor = weights  # a new chunk starts: freeze its anchor
         y, weights, momentum, err, signals = _chunk(
             memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, alpha_c, beta_c,
-            self_target, delta,
+            self_target, delta, read == "causal",
         )
         outputs.append(y)
         if rec is not None:
@@ -209,12 +232,14 @@ def dgd_update_reference(
     *,
     self_target: bool = False,
     delta: bool = True,
+    read: str = "anchor",
 ) -> tuple[Tensor | None, MemoryState]:
     """The literal per-token loop of NL eq 86-90; same arguments as :func:`dgd_update_chunked`.
 
     Slow and obviously right: the specification that the fast path is tested against.
     """
     check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
+    check_choice("read", read, READS)
 
     def loss(ws: Weights, k_t: Tensor, target: Tensor) -> Tensor:
         return 0.5 * (memory.forward(ws, k_t) - target).square().sum()  # NL eq 86, halved
@@ -227,7 +252,8 @@ def dgd_update_reference(
             anchor = tuple(weights)  # a new chunk starts: freeze its anchor
         k_t, v_t = k[:, t : t + 1], v[:, t : t + 1]
         if q is not None:
-            outputs.append(memory.forward(anchor, q[:, t : t + 1]))  # y_t = M_anchor(q_t)
+            # y_t = M_anchor(q_t) (NL eq 90), or M_{t-1}(q_t) when reads are causal (NL eq 94)
+            outputs.append(memory.forward(anchor if read == "anchor" else tuple(weights), q[:, t : t + 1]))
         target = memory.forward(anchor, v_t) if self_target else v_t  # vhat_t (NL eq 84)
         g = grad(anchor, k_t, target)  # target is a constant of the inner loss
         _, cache = memory.forward_cached(anchor, k_t)
