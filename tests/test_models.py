@@ -92,10 +92,10 @@ def test_stream_in_pieces_equals_one_call(kind, cuts):
 
 
 def test_read_memory_equals_the_layer_read_within_one_chunk():
-    layer = NeuralMemory(dim=16, heads=2, chunk_size=8, memory_expansion=2.0).double()
+    layer = NeuralMemory(dim=16, heads=2, chunk_size=8, memory_expansion=2.0, read="anchor").double()
     x = torch.randn(2, 8, 16, dtype=torch.float64)
     state = layer.initial_state(2)
-    y_layer, _ = layer(x, state)  # a chunk reads its start state M_0
+    y_layer, _ = layer(x, state)  # with anchor reads a chunk reads its start state M_0
     y_read, cache = read_memory(layer, state, x, state.conv)
     torch.testing.assert_close(y_read, y_layer, atol=1e-12, rtol=0)
     assert cache.shape == state.conv.shape
@@ -221,3 +221,18 @@ def test_register_mixer_plugs_a_new_layer_into_every_block():
     finally:
         MIXERS.pop("counting")
     assert set(KINDS) >= set(KIND_NAMES)
+
+
+@pytest.mark.parametrize("kind", ["lmm", "hope"])
+def test_causal_reads_close_the_blind_spot_inside_a_chunk(kind):
+    """Logits at position 31 depend on the embedding at 24 (same chunk of 8, beyond the window-4
+    convolutions) with causal reads, the default; with anchor reads that gradient is exactly 0."""
+    tokens = torch.randint(32, (1, 32), generator=torch.Generator().manual_seed(0))
+    for read, depends in (("causal", True), ("anchor", False)):
+        model = tiny(kind, options={"read": read})
+        embedded = model.embed(tokens).detach().requires_grad_()
+        x = embedded
+        for block in model.blocks:
+            x, _ = block(x)
+        (grad,) = torch.autograd.grad(model.lm_head(model.norm(x))[0, 31].sum(), embedded)
+        assert (grad[0, 24].abs().sum() > 0) == depends, read

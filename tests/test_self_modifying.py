@@ -74,7 +74,7 @@ def test_without_adaptivity_it_is_a_titans_layer_with_dgd():
     beta = torch.sigmoid(layer.momentum_logit).repeat(b)[:, None].expand(-1, 13)
     weights = tuple(w.repeat(b, 1, 1) for w in layer.initial["memory"])  # [(b h), out, in]
     y, direct = dgd_update_chunked(layer.memory, init_state(weights), k, v, q, eta, alpha, beta, 4,
-                                   self_target=True)
+                                   self_target=True, read=layer.config.read)
     y = rearrange(layer.out_norm(y), "(b h) n d -> b n (h d)", b=b)
     expected = layer.to_out(y * F.silu(layer.to_gate(x)))
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.memory import make_memory
 from hope_lite.rules import MemoryState, init_state
-from hope_lite.rules.titans import IMPLS, titans_update
+from hope_lite.rules.titans import IMPLS, READS, titans_update
 from hope_lite.validate import check_choice, check_int
 
 
@@ -68,6 +68,7 @@ class NeuralMemoryConfig:
     max_surprise: float | None = 4.0  # cap on each token's ||u_t|| (not in the paper); None: off
     checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
     impl: str = "scan"  # how the rule runs (equal results): "naive" per-token loop, "chunk", "scan"
+    read: str = "causal"  # what token t reads: "causal" M_{t-1} (Titans eq 15) or "anchor" M_chunk-start
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.heads < 1:
@@ -82,6 +83,7 @@ class NeuralMemoryConfig:
             value = getattr(self, name)
             check_int(name, value, 1)
         check_choice("impl", self.impl, IMPLS)
+        check_choice("read", self.read, READS)
         if self.max_surprise is not None and not self.max_surprise > 0:
             raise ValueError(f"max_surprise={self.max_surprise!r} must be > 0 or None")
         if self.theta_max is None:
@@ -196,6 +198,7 @@ class NeuralMemory(nn.Module):
         y, memory_state = titans_update(
             self.memory, state.memory, k, v, q, theta, eta, alpha, cfg.chunk_size, impl=cfg.impl,
             source=self.name, checkpoint_chunks=cfg.checkpoint_chunks, max_surprise=cfg.max_surprise,
+            read=cfg.read,
         )
         return self.output(y, x), NeuralMemoryState(memory_state, conv_cache)
 

@@ -54,7 +54,7 @@ from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.layers.neural_memory import gated_readout, logit
 from hope_lite.memory import ResidualMLPMemory
 from hope_lite.rules import MemoryState, init_state
-from hope_lite.rules.dgd import IMPLS, dgd_update
+from hope_lite.rules.dgd import IMPLS, READS, dgd_update
 from hope_lite.validate import check_choice, check_int
 
 __all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
@@ -85,6 +85,7 @@ class SelfModifyingConfig:
     momentum: bool = True  # Table 6 "w/o momentum" when False
     weight_decay: bool = True  # False: alpha = 1 and no M_alpha
     impl: str = "chunk"  # how the DGD rule runs (equal results): "naive" per-token loop or "chunk"
+    read: str = "causal"  # what M_memory's token t reads: "causal" M_{t-1} (NL eq 94) or "anchor" (eq 90)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -97,6 +98,7 @@ class SelfModifyingConfig:
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         check_choice("impl", self.impl, IMPLS)
+        check_choice("read", self.read, READS)
         if not self.memory_expansion > 0:
             raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
         if not 0 < self.eta_max <= 1:
@@ -262,6 +264,6 @@ class SelfModifyingTitans(nn.Module):
         q, k, v, eta, alpha = (torch.cat(p, 1) if p[0] is not None else None for p in zip(*pieces))
         # y_t = M_memory,anchor(q_t) and M_memory's own DGD writes (NL eq 83, 86-88, 90)
         y, memory = dgd_update(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
-                               **opts, source=self.name)
+                               **opts, source=self.name, read=cfg.read)
         out = gated_readout(y, x, self.out_norm, self.to_gate, self.to_out)
         return out, SelfModifyingState(memory, other, conv)
