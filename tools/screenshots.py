@@ -41,8 +41,23 @@ MAX_BYTES = 150_000  # a PNG larger than this is reported (keep the repository l
 HTML_DIR = ROOT / "build" / "screenshots_html"
 
 
+def _spans_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def squeeze(fig: go.Figure) -> None:
+    """Drop the titles of x axes that have another subplot below them: squeezed into ``HEIGHT`` px,
+    such a title runs into the lower subplot's title (the figure's own height leaves room for both)."""
+    axes = [(x, fig.layout[f"yaxis{x.anchor[1:]}"]) for x in fig.select_xaxes() if x.anchor and x.domain]
+    for x, y in axes:
+        if any(low.domain[1] < y.domain[0] and _spans_overlap(x.domain, other.domain) for other, low in axes):
+            x.title.text = None
+
+
 def finish(fig: go.Figure) -> go.Figure:
     """Size the figure to the picture, white background (views set their own heights)."""
+    if (fig.layout.height or 0) > HEIGHT:
+        squeeze(fig)
     fig.update_layout(width=WIDTH, height=HEIGHT, paper_bgcolor="white")
     if fig.layout.title.text and len(fig.layout.title.text) > 110 and not fig.layout.title.font.size:
         fig.update_layout(title_font_size=13)

@@ -1,10 +1,11 @@
 """The course's pictures: one function per notebook that runs its experiment and returns its figure.
 
-Each function computes its data now with ``hope_lite`` (small sizes by default; a notebook passes
-its parameters) and draws it with the ``widgets`` views, so the notebooks and the README pictures
-(``tools/screenshots.py``, through ``FIGURES``) show one figure from one piece of code. Where a
-notebook already holds the data, it calls the drawing half instead of computing it again:
-``trained_timeline`` (07's trained model reading a sequence) and ``verdicts_figure`` (09's runs).
+Unlike the views of this package, which only index precomputed traces, each function computes its
+data with ``hope_lite`` (small sizes by default; a notebook passes its parameters) and then draws it
+with those views, so the notebooks and the README pictures (``tools/screenshots.py``, through
+``FIGURES``) show one figure from one piece of code. Where a notebook already holds the data, it
+calls the drawing half instead of computing it again: ``trained_timeline`` (07's trained model
+reading a sequence) and ``verdicts_figure`` (09's runs).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _seconds(fn: Callable[[], object], repeats: int = 3) -> float:
 
 
 def _small_fonts(fig: go.Figure, annotations: int = 11, axis_titles: int = 10) -> None:
-    """Subplot titles and axis titles small enough for a dense view at 520 px."""
+    """Subplot and axis titles small enough for a dense view (and for the README's 520 px)."""
     fig.update_annotations(font_size=annotations)
     fig.update_xaxes(title_font_size=axis_titles)
     fig.update_yaxes(title_font_size=axis_titles)
@@ -89,18 +90,19 @@ def facts_animator(seed: int = 0, seq_len: int = 128) -> go.Figure:
                             tokens=[f"f{w}" for w in which.tolist()], probe_token=switch, window=10)
     fig = animator.make_figure(data)
     animator.update_step(fig, data, min(switch + 20, seq_len - 1))
-    fig.update_layout(margin=dict(l=55, r=20, t=58, b=40), title=dict(font=dict(size=14), text=(
+    fig.update_layout(margin=dict(l=55, r=20, t=72, b=40), title=dict(font=dict(size=14), text=(
         f"A linear memory learns {pairs} facts while it reads {seq_len} tokens; the facts change at token {switch}"
-        f"<br><sup>{fig.layout.title.text}; probe: the key of token {switch} (fact f{which[switch]}, new value)</sup>")))
+        f"<br><sup>{fig.layout.title.text}; probe: the key of token {switch} "
+        f"(fact f{which[switch]}, new value)</sup>")))
     _small_fonts(fig)
     return fig
 
 
-HEBB, DELTA, BEST = "#9467bd", "#17becf", "#000000"  # notebook 01's colours of the write rules
-CAPACITY_STYLE = {"Hebbian, random keys": (HEBB, "solid"), "Hebbian, orthogonal keys": (HEBB, "dash"),
-                  "delta, random keys": (DELTA, "solid"), "delta, orthogonal keys": (DELTA, "dash"),
-                  "least squares, random keys": (BEST, "dot")}
-CAPACITY_RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0)  # stored pairs / d on the curve
+_HEBB, _DELTA = "#9467bd", "#17becf"  # notebook 01's colours of the write rules; least squares is black
+_CAPACITY_STYLE = {"Hebbian, random keys": (_HEBB, "solid"), "Hebbian, orthogonal keys": (_HEBB, "dash"),
+                   "delta, random keys": (_DELTA, "solid"), "delta, orthogonal keys": (_DELTA, "dash"),
+                   "least squares, random keys": ("#000000", "dot")}
+_CAPACITY_RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0)  # stored pairs / d on the curve
 
 
 def _random_keys(n: int, dim: int, g: torch.Generator) -> Tensor:
@@ -131,7 +133,7 @@ def _delta_pass(K: Tensor, V: Tensor) -> Tensor:
 def _capacity_curves(seed: int, dim: int, trials: int, counts: list[int]) -> dict[str, list[float]]:
     """Recall error after storing each count of pairs, per (write rule, keys), mean of ``trials`` draws."""
     g = torch.Generator().manual_seed(seed)
-    curves: dict[str, list[float]] = {name: [] for name in CAPACITY_STYLE}
+    curves: dict[str, list[float]] = {name: [] for name in _CAPACITY_STYLE}
     for N in counts:
         V = _unit(torch.randn(trials, N, dim, generator=g, dtype=f64))                         # [trials, N, d]
         Kr = torch.stack([_random_keys(N, dim, g) for _ in range(trials)])                   # [trials, N, d]
@@ -148,12 +150,13 @@ def _capacity_curves(seed: int, dim: int, trials: int, counts: list[int]) -> dic
 def capacity(seed: int = 0, dim: int = 16, trials: int = 4) -> go.Figure:
     """01: a d x d memory's recall error after storing N pairs: Hebbian, delta rule, least squares.
 
-    One trace per (rule, keys), named as ``CAPACITY_STYLE``; x is N/d, y the relative recall error.
+    One trace per curve, named after its rule and keys ("delta, random keys"); x is N/d, y the
+    relative recall error.
     """
-    counts = sorted({max(1, round(r * dim)) for r in CAPACITY_RATIOS})
+    counts = sorted({max(1, round(r * dim)) for r in _CAPACITY_RATIOS})
     fig = go.Figure()
     for name, ys in _capacity_curves(seed, dim, trials, counts).items():
-        color, dash = CAPACITY_STYLE[name]
+        color, dash = _CAPACITY_STYLE[name]
         fig.add_trace(go.Scatter(x=[N / dim for N in counts], y=ys, name=name, mode="lines+markers",
                                  line=dict(color=color, dash=dash)))
     fig.add_vline(x=1.0, line_dash="dot", annotation_text="N = d")
@@ -172,8 +175,8 @@ def surprise_timeline(seed: int = 0, seq_len: int = 256, dim: int = 16, pairs: i
     keys = _unit(torch.randn(pairs, dim, generator=g))                                     # [pairs, d]
     values = [torch.randn(pairs, dim, generator=g) / dim**0.5]
     for _ in switches:                                      # every fact moves (notebook 02 can move a part)
-        new = values[-1].clone()
-        new[torch.randperm(pairs, generator=g)] = torch.randn(pairs, dim, generator=g) / dim**0.5
+        moved, new = torch.randperm(pairs, generator=g), values[-1].clone()
+        new[moved] = torch.randn(pairs, dim, generator=g) / dim**0.5
         values.append(new)
     which = torch.randint(pairs, (seq_len,), generator=g)                                 # [n]
     regime = torch.bucketize(torch.arange(seq_len), torch.tensor(switches), right=True)   # [n]
@@ -343,8 +346,7 @@ def cms_handoffs(seed: int = 0, seq_len: int = 256, switch_every: int = 64, peri
     fig = cms.make_figure(view)
     cms.update_step(fig, view, min(2 * switch_every + periods[-1], view.n_steps - 1))
     fig.update_layout(title=dict(text=f"CMS, periods {tuple(periods)}, reads {seq_len} tokens (task changes every "
-                                      f"{switch_every}). " + fig.layout.title.text, font=dict(size=12)),
-                      margin=dict(l=60, r=15, t=80, b=45), legend=dict(y=1.08, font=dict(size=10)))
+                                      f"{switch_every}). " + fig.layout.title.text, font=dict(size=12)))
     _small_fonts(fig)
     return fig
 
@@ -446,12 +448,12 @@ def run_report(seed: int = 0, experiment: str = "optimizers", preset: str = "tes
         fig.update_yaxes(title_text=f"{metric} ({spec.units.get(metric) or units.get(metric, 'as reported')})",
                          row=i, col=1)
     caveat = "; test-preset numbers say nothing about the paper" if preset == "test" else ""
+    runs = f"seed {seed} ran, then the same command with seeds {seed} {seed + 1} resumed"
+    rows = f"{len(first.rows)} (cell, seed) rows read from results.jsonl, {len(result.rows) - len(first.rows)} computed"
     fig.update_layout(
-        title=dict(text=f"{result.experiment}, {preset!r} preset, {steps} steps: seed {seed} ran, then the same command "
-                        f"with seeds {seed} {seed + 1} resumed<br><sup>{len(first.rows)} (cell, seed) rows read from "
-                        f"results.jsonl, {len(result.rows) - len(first.rows)} computed; bars: report.html's mean ± "
-                        f"sample std{caveat}</sup>", font=dict(size=14)),
-        margin=dict(t=70, b=30), legend=dict(orientation="h", y=1.07, x=1, xanchor="right"))
+        title=dict(text=f"{result.experiment}, {preset!r} preset, {steps} steps: {runs}<br><sup>{rows}; bars: "
+                        f"report.html's mean ± sample std{caveat}</sup>", font=dict(size=14)),
+        margin=dict(t=90, b=30), legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))
     _small_fonts(fig)
     return fig
 
