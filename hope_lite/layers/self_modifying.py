@@ -24,6 +24,11 @@ Choices where the paper is silent (NL sec. 8.1-8.2):
 - momentum beta: one learned constant per head (sigmoid of a logit); there is no M_beta.
 - stop-gradient: vhat is a constant of each inner loss; the outer loop differentiates through it.
 - initial states M_box,0 are parameters (meta-learned across sequences, NL sec. 8.1).
+- reads: ``read="causal"`` (default) gives M_memory's output o_t = M_memory,t-1(q_t) (NL eq 94),
+  its own chunk's writes included; ``"anchor"`` reads M_memory's chunk-start state (eq 90). The
+  k, v, eta, alpha memories always read their chunk-start state (over ``chunk_other`` tokens):
+  their reads make the values their own writes use, so a per-token read would make each of their
+  chunks sequential (the paper's eq 83-85 read M_{box,t-1}; our two cadences are the cost).
 - chunks: C_memory = 16 (as NeuralMemory's b, so the two layers compare) and C_other = 64. The
   other memories make k, v and the rates that M_memory is written with: one level further out,
   so slower (NL Def. 2); their chunks are also the layer's Python loop. Values are not in the paper.
