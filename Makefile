@@ -45,7 +45,7 @@ browser:
 	  || echo "apt-get could not install chromium: tests/test_browser.py will skip"; \
 	else echo "no chromium and no root apt-get: tests/test_browser.py will skip"; fi
 
-# run every notebook with papermill into build/notebooks/ and export HTML (read the course without a kernel)
+# run every notebook with papermill into build/notebooks/, then the static book build/book/index.html
 book: kernel
 	$(BIN)/python tools/notebooks.py build
 

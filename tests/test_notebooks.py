@@ -6,6 +6,7 @@ parameterised run would.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -97,3 +98,38 @@ def test_the_course_widgets_fit_at_notebook_width():
     for width in (layout.WIDTH, 700):  # 700 px: the notebook beside JupyterLab's file browser
         bad = {where: problems for where, problems in layout.check(found, width).items() if problems}
         assert not bad, (width, bad)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_book_has_every_page_link_and_figure(tmp_path):
+    """tools/book.py on the notebooks run above: every page and link exists, every figure is drawn."""
+    layout = _layout_checker()  # the same skips: playwright and chromium
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import book
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    executed = [ROOT / "build" / "papermill" / path.name for path in NOTEBOOKS]
+    if not all(p.exists() for p in executed):
+        pytest.skip("run test_runs_with_ci_parameters first")
+    figures = book.build(executed, tmp_path)
+    pages = sorted(tmp_path.glob("*.html"))
+    assert list(figures) == [p.stem for p in NOTEBOOKS] and {p.stem for p in pages} == {"index", *figures}
+    for page in pages:
+        for link in re.findall(r'href="([^"#:]+\.html)"', page.read_text(encoding="utf-8")):
+            assert (tmp_path / link).exists(), f"{page.name} links to a missing {link}"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=layout.chromium_path(), args=["--no-sandbox"])
+        view = browser.new_page()
+        errors: list[str] = []
+        view.on("pageerror", lambda error: errors.append(str(error)))
+        for stem, count in figures.items():
+            view.goto((tmp_path / f"{stem}.html").as_uri())
+            drawn = view.evaluate("() => [...document.querySelectorAll('.book-figure')]"
+                                  ".filter(d => d.classList.contains('js-plotly-plot') && d.data && d.data.length).length")
+            assert drawn == count > 0, f"{stem}: {drawn} of {count} figures drawn"
+        browser.close()
+    assert not errors, errors

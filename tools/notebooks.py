@@ -2,7 +2,7 @@
 
     python tools/notebooks.py strip  [NOTEBOOK ...]   # outputs out, golden cells kept
     python tools/notebooks.py golden [NOTEBOOK ...]   # run, then keep only golden outputs
-    python tools/notebooks.py build  [--fast]         # run all into build/notebooks + HTML
+    python tools/notebooks.py build  [--fast]         # run all into build/notebooks, then the book
 
 A golden cell starts with ``# NBVAL_CHECK_OUTPUT``: its stored output is what nbval compares.
 """
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fast", action="store_true", help="build with FAST=True (CI sizes)")
     args = p.parse_args(argv)
     paths = [n.resolve() for n in args.notebooks] or NOTEBOOKS
+    executed = []
     for path in paths:
         if args.command == "strip":
             nb = nbformat.read(path, as_version=4)
@@ -64,13 +65,15 @@ def main(argv: list[str] | None = None) -> None:
             strip(nb)
             nbformat.write(nb, path)
         else:
-            from nbconvert import HTMLExporter
-
             out = ROOT / "build" / "notebooks" / path.name
             execute(path, out, {"FAST": True} if args.fast else None)
-            html, _ = HTMLExporter().from_notebook_node(nbformat.read(out, as_version=4))
-            out.with_suffix(".html").write_text(html)
+            executed.append(out)
         print(f"{args.command}: {path.name}", file=sys.stderr)
+    if executed:
+        import book  # tools/book.py, beside this file
+
+        figures = book.build(executed)
+        print(f"book: {book.OUT / 'index.html'} ({sum(figures.values())} figures)", file=sys.stderr)
 
 
 if __name__ == "__main__":
