@@ -5,6 +5,8 @@ No computation happens here beyond indexing precomputed arrays: every view takes
 ``go.Figure`` and ``go.FigureWidget``) -> ``to_static`` (frames + slider for HTML export), and a
 one-call widget (``memory_animator``, ``cms_timeline``, ``optimizer_race``, ``live_forgetting``) that links it to a
 ``player`` (Play + slider): compute -> trace -> pure figure functions -> players (``widgets._common``).
+The one exception is :mod:`widgets.course` (not imported here): each notebook's picture, computed
+with ``hope_lite`` and drawn with these views, for the notebooks and the README screenshots.
 """
 
 from widgets import animator, cms, dashboard, forgetting, race
