@@ -118,8 +118,9 @@ def peak_mb(device: torch.device) -> float | None:
 def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, scan: bool = True) -> dict:
     torch.manual_seed(0)
     group = 16 if seq > sizes.checkpoint_above else 0
-    # scan=False, the baseline: every chunk through autograd (impl="chunk")
-    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group,
+    # chunk-start reads, which the hand-differentiated scan serves; scan=False, the baseline: every
+    # chunk through autograd (impl="chunk")
+    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group, read="anchor",
                          impl="scan" if scan else "chunk").to(device)
     x = torch.randn(1, seq, 256, device=device)
 

@@ -139,7 +139,7 @@ def test_chunk_reads_the_anchor_and_self_target_is_the_anchors_read():
     memory = MEMORIES["mlp2"]
     k, v, q, eta, alpha, beta = dgd_inputs(1, 8, memory.dim)
     state = init_state(memory.init_weights(1, dtype=torch.float64))
-    y, _ = dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size=8)
+    y, _ = dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size=8, read="anchor")
     torch.testing.assert_close(y, memory.forward(state.weights, q))  # the whole chunk reads M_0
     # self-generated targets are M_0(v): the same as giving them explicitly
     _, s_self = dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, 8, self_target=True)

@@ -54,9 +54,9 @@ def test_chunk_reads_the_anchor_not_its_own_writes():
     memory = LinearMemory(4)
     k, v, q, theta, eta, alpha = random_inputs(1, 8, 4)
     state = init_state(memory.init_weights(1, dtype=torch.float64))
-    y, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size=8)
+    y, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size=8, read="anchor")
     torch.testing.assert_close(y, memory.forward(state.weights, q))  # whole chunk reads M_0
-    y1, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size=1)
+    y1, _ = titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size=1, read="anchor")
     assert not torch.allclose(y1[:, 1:], y[:, 1:])  # b = 1 reads M_{t-1}, which has changed
 
 

@@ -10,7 +10,8 @@ every linear layer W_l of the memory, with a_l,t its input while M_anchor reads 
     g_l,t = dL(M_anchor; k_t, vhat_t) / dW_l = delta_l,t a_l,t^T         (NL eq 29-31)
     S_l,t = beta_t S_l,t-1 - eta_t g_l,t                                (momentum, optional)
     W_l,t = W_l,t-1 (alpha_t I - eta_t ah_l,t ah_l,t^T) + S_l,t         (NL eq 88, 90)
-    y_t   = M_anchor(t)(q_t)                                            (NL eq 90)
+    y_t   = M_{t-1}(q_t)                        (NL eq 94, read="causal", the default)
+    y_t   = M_anchor(t)(q_t)                    (NL eq 90 read literally, read="anchor")
 
 with ah = a / ||a||. A linear memory with unit keys (ah = a = k) and no momentum gives NL eq 93:
 M_t = M_{t-1}(alpha_t I - eta_t k_t k_t^T) - eta_t (M_anchor k_t - vhat_t) k_t^T.
@@ -150,7 +151,7 @@ def dgd_update_chunked(
     self_target: bool = False,
     delta: bool = True,
     source: str = "memory",
-    read: str = "anchor",
+    read: str = "causal",
 ) -> tuple[Tensor | None, MemoryState]:
     """Read and write a memory with DGD over a sequence, chunk by chunk (see module docstring).
 
@@ -163,14 +164,14 @@ def dgd_update_chunked(
         eta: inner learning rate ``eta_t >= 0``, ``[B, n]``.
         alpha: retention ``alpha_t`` in [0, 1] (weight decay 1 - alpha), ``[B, n]``; None: 1.
         beta: momentum ``beta_t`` in [0, 1), ``[B, n]``; None: no momentum.
-        chunk_size: C >= 1; tokens of a chunk read, and take gradients at, the chunk-start state.
+        chunk_size: C >= 1; tokens of a chunk take their gradients at the chunk-start state.
         self_target: the memory generates its own target ``vhat_t = M_anchor(v_t)``.
         delta: keep DGD's ``-eta ah ah^T`` term; False is plain GD (Titans-style).
         source: the name under which an active :mod:`hope_lite.trace` recorder files events
             (``theta`` = eta, ``eta`` = beta, ``alpha`` = 1 - alpha in the trace's Titans names).
-        read: ``"anchor"``, token t reads the chunk-start state (NL eq 90); or ``"causal"``, the
-            state just before it, ``y_t = M_{t-1}(q_t)`` (NL eq 94), its own chunk's writes and
-            DGD's ``-eta r ah^T`` terms included, read through the same triangular quantities.
+        read: ``"causal"`` (default), token t reads the state just before it, ``y_t = M_{t-1}(q_t)``
+            (NL eq 94), its own chunk's writes and DGD's ``-eta r ah^T`` terms included, read through
+            the same triangular quantities; or ``"anchor"``, the chunk-start state (NL eq 90).
 
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
@@ -232,7 +233,7 @@ def dgd_update_reference(
     *,
     self_target: bool = False,
     delta: bool = True,
-    read: str = "anchor",
+    read: str = "causal",
 ) -> tuple[Tensor | None, MemoryState]:
     """The literal per-token loop of NL eq 86-90; same arguments as :func:`dgd_update_chunked`.
 

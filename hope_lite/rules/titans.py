@@ -5,7 +5,8 @@ For every token t, with anchor(t) the memory's state at the start of t's chunk o
     u_t = grad_M || M_anchor(k_t) - v_t ||^2          (Titans eq 12, summed over features)
     S_t = eta_t S_{t-1} - theta_t u_t                  (Titans eq 10 / 14: momentum of surprise)
     M_t = (1 - alpha_t) M_{t-1} + S_t                  (Titans eq 13: forgetting gate)
-    y_t = M_anchor(t)(q_t)                             (Titans eq 15; b = 1 gives M_{t-1}(q_t))
+    y_t = M_{t-1}(q_t)                                 (Titans eq 15, read="causal", the default)
+    y_t = M_anchor(t)(q_t)                             (read="anchor"; b = 1 gives M_{t-1}(q_t))
 
 :func:`titans_update` runs it by one of three implementations (``impl=``), equal in float64
 (tests/test_titans_rule.py, tests/test_titans_scan.py):
@@ -255,7 +256,7 @@ def titans_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: T
     check_impl("titans_update", impl, IMPLS, options, ("source", "checkpoint_chunks", "max_surprise", "read"))
     if impl == "naive":
         return titans_update_reference(memory, state, k, v, q, theta, eta, alpha, chunk_size,
-                                       options.get("max_surprise"), options.get("read", "anchor"))  # fmt: skip
+                                       options.get("max_surprise"), options.get("read", "causal"))  # fmt: skip
     return titans_update_chunked(memory, state, k, v, q, theta, eta, alpha, chunk_size, **options,
                                  scan=impl == "scan")  # fmt: skip
 
@@ -274,7 +275,7 @@ def titans_update_chunked(
     checkpoint_chunks: int = 0,
     max_surprise: float | None = None,
     scan: bool = True,
-    read: str = "anchor",
+    read: str = "causal",
 ) -> tuple[Tensor, MemoryState]:
     """Read and write a Titans memory over a sequence, chunk-parallel (see module docstring).
 
@@ -295,9 +296,9 @@ def titans_update_chunked(
             nothing is recorded (``titans_update(impl="scan")``); False keeps every chunk on
             autograd (``impl="chunk"``). The scan reads at the anchor: with ``read="causal"``
             every chunk takes the autograd path.
-        read: ``"anchor"``, token t reads the chunk-start state ``y_t = M_anchor(q_t)``; or
-            ``"causal"``, the state just before it, ``y_t = M_{t-1}(q_t)`` (Titans eq 15), which holds
-            the writes of the earlier tokens of its own chunk (see :func:`prefix_coefficients`).
+        read: ``"causal"`` (default), token t reads the state just before it, ``y_t = M_{t-1}(q_t)``
+            (Titans eq 15), which holds the writes of the earlier tokens of its own chunk (see
+            :func:`prefix_coefficients`); or ``"anchor"``, the chunk-start state ``M_anchor(q_t)``.
 
     Returns:
         ``y [B, n, d]`` and the state after the last token.
@@ -382,7 +383,7 @@ def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked)
 
 def titans_update_reference(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor, theta: Tensor,
                             eta: Tensor, alpha: Tensor, chunk_size: int, max_surprise: float | None = None,
-                            read: str = "anchor") -> tuple[Tensor, MemoryState]:  # fmt: skip
+                            read: str = "causal") -> tuple[Tensor, MemoryState]:  # fmt: skip
     """The literal per-token loop of Titans eq 9-15; same arguments as :func:`titans_update_chunked`.
 
     Slow and obviously right: the specification that the fast path is tested against.

@@ -92,6 +92,9 @@ def _entry(rank_: int, fn: Callable, world: int, port: int, backend: str, args: 
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank_, world_size=world)
     try:
         fn(rank_, world, *args)
+        # all processes finish before any tears the group down: once, under load, a gloo process
+        # aborted in teardown ("terminate called without an active exception") when its peer left first
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
