@@ -95,7 +95,8 @@ def setup(model_name: str, kw: dict, args: argparse.Namespace, device: torch.dev
 
         schedule = None
     else:
-        model = make_model("tiny", "hope", vocab_size=args.vocab).to(device)
+        # the step clock: the optimizer writes each CMS level at its own period (CMSSchedule)
+        model = make_model("tiny", "hope", vocab_size=args.vocab, options={"cms_clock": "steps"}).to(device)
         tokens = torch.randint(0, args.vocab, (args.hope_batch, args.hope_seq + 1), device=device)
         inputs, targets = tokens[:, :-1], tokens[:, 1:]  # [b, n] each
 

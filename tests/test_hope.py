@@ -17,7 +17,8 @@ def levels(model):
                                             (4, [True, True, True])])
 def test_train_writes_each_cms_level_at_its_period(steps, changed):
     torch.manual_seed(0)
-    model = make_model("tiny", "hope_attention", vocab_size=16, options={"cms_periods": (1, 2, 4)})
+    options = {"cms_clock": "steps", "cms_periods": (1, 2, 4)}
+    model = make_model("tiny", "hope_attention", vocab_size=16, options=options)
     before = levels(model)
     data = lambda step: (torch.randint(0, 16, (4, 12)), torch.randint(0, 16, (4, 12)))
     train(model, data, TrainConfig(steps=steps, batch_size=4, lr=1e-2, progress=False, eval_every=0))

@@ -20,6 +20,7 @@ from hope_lite.models import (
 )
 from hope_lite.models.common import MIXERS
 from hope_lite.models.titans import mac_mask, read_memory
+from hope_lite.models.token_clock import TokenClockState
 from hope_lite.models.transformer import apply_rope, rope_angles
 
 KIND_NAMES = ("transformer", "lmm", "mac", "hope", "hope_attention")
@@ -55,7 +56,7 @@ def test_shapes_state_and_loss(kind):
     tokens = torch.randint(0, 32, (2, 20))
     logits, state = model(tokens)
     assert logits.shape == (2, 20, 32)
-    assert (state is None) == (kind in ("transformer", "hope_attention"))  # attention keeps no cache
+    assert (state is None) == (kind == "transformer")  # Hope-Attention streams with a KV cache
     targets = torch.full((2, 20), -100)
     targets[:, -1] = tokens[:, 0]  # a classification target at the END position only
     expected = nn.functional.cross_entropy(logits[:, -1], tokens[:, 0])
@@ -74,7 +75,7 @@ def test_outputs_are_causal(kind):
     assert not torch.allclose(a[:, 21:], b[:, 21:])
 
 
-@pytest.mark.parametrize("kind", ["lmm", "mac", "hope"])
+@pytest.mark.parametrize("kind", ["lmm", "mac", "hope", "hope_attention"])
 @pytest.mark.parametrize("cuts", [[5], [16, 32], [3, 4, 19, 30]])
 def test_stream_in_pieces_equals_one_call(kind, cuts):
     model = tiny(kind).double()
@@ -85,7 +86,8 @@ def test_stream_in_pieces_equals_one_call(kind, cuts):
         logits, state = model(tokens[:, s:e], state)
         pieces.append(logits)
     torch.testing.assert_close(torch.cat(pieces, 1), whole, atol=1e-10, rtol=0)
-    mixer_state = state[-1][0]
+    layers, final = (s.layers if isinstance(s, TokenClockState) else s for s in (state, final))
+    mixer_state = layers[-1][0]
     assert mixer_state.position == 37 and final[-1][0].position == 37
     if kind == "mac":
         assert isinstance(mixer_state, MACState) and mixer_state.pending.shape[1] == 37 % 16
@@ -180,7 +182,7 @@ def test_bad_names_and_inputs_raise():
         model(torch.zeros(2, 3))
     with pytest.raises(ValueError, match="tuple of 2 layer states"):
         model(torch.zeros(2, 3, dtype=torch.long), state=(None,))
-    with pytest.raises(ValueError, match="keeps no state"):
+    with pytest.raises(TypeError, match="state must be None or a KVCache, got int"):
         tiny("transformer")(torch.zeros(1, 3, dtype=torch.long), state=((0, None), (0, None)))
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from hope_lite import trace
-from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans
+from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans, shift
+from hope_lite.memory import CenteredMemory
 from hope_lite.rules import dgd_update_chunked, init_state
 
 STATIC = dict(adaptive_k=False, adaptive_v=False, adaptive_q=False, adaptive_eta=False,
@@ -22,8 +23,10 @@ def small(**overrides) -> SelfModifyingTitans:
 @pytest.mark.parametrize(
     "overrides",
     [dict(), dict(use_dgd=False), dict(momentum=False), dict(weight_decay=False),
-     dict(adaptive_q=True, self_target=False), dict(normalize_v=False), STATIC],
-    ids=["default", "plain-gd", "no-momentum", "no-decay", "fully-adaptive", "paper-v", "static"],
+     dict(adaptive_q=True, self_target=False), dict(normalize_v=False), STATIC,
+     dict(decay_to="zero"), dict(STATIC, decay_to="zero")],
+    ids=["default", "plain-gd", "no-momentum", "no-decay", "fully-adaptive", "paper-v", "static",
+         "decay-to-zero", "static-decay-to-zero"],
 )
 def test_fast_path_equals_reference(overrides):
     fast = small(**overrides).double()
@@ -58,9 +61,10 @@ def test_stream_in_pieces_equals_one_call(cuts):
     assert state.position == 20
 
 
-def test_without_adaptivity_it_is_a_titans_layer_with_dgd():
+@pytest.mark.parametrize("decay_to", ["initial", "zero"])
+def test_without_adaptivity_it_is_a_titans_layer_with_dgd(decay_to):
     """adaptive k, v, q, eta, alpha off: static projections + conv + gates, one DGD memory."""
-    layer = small(**STATIC).double()
+    layer = small(**STATIC, decay_to=decay_to).double()
     x = torch.randn(2, 13, 12, dtype=torch.float64)
     out, state = layer(x)
     assert state.other is None
@@ -69,12 +73,17 @@ def test_without_adaptivity_it_is_a_titans_layer_with_dgd():
     qkv, _ = layer.conv(qkv, layer.conv.empty_cache(b, dtype=torch.float64))
     q, k, v = rearrange(qkv, "b n (three h d) -> three (b h) n d", three=3, h=h)
     q, k, v = F.normalize(q, dim=-1), F.normalize(k, dim=-1), F.normalize(v, dim=-1)
-    eta = 0.1 * torch.sigmoid(heads(layer.rate_proj["eta"](x) + layer.rate_bias["eta"]))
-    alpha = torch.sigmoid(heads(layer.rate_proj["alpha"](x) + layer.rate_bias["alpha"]))
-    beta = torch.sigmoid(layer.momentum_logit).repeat(b)[:, None].expand(-1, 13)
+    s = layer.config.gate_scale  # the biases and momentum logit are stored / s
+    eta = 0.1 * torch.sigmoid(heads(layer.rate_proj["eta"](x) + s * layer.rate_bias["eta"]))
+    alpha = torch.sigmoid(heads(layer.rate_proj["alpha"](x) + s * layer.rate_bias["alpha"]))
+    beta = torch.sigmoid(s * layer.momentum_logit).repeat(b)[:, None].expand(-1, 13)
     weights = tuple(w.repeat(b, 1, 1) for w in layer.initial["memory"])  # [(b h), out, in]
-    y, direct = dgd_update_chunked(layer.memory, init_state(weights), k, v, q, eta, alpha, beta, 4,
+    memory, start = layer.memory, weights
+    if decay_to == "initial":  # the rule writes W - M_0 and reads M_0 + (W - M_0)
+        memory, start = CenteredMemory(layer.memory, weights), tuple(map(torch.zeros_like, weights))
+    y, direct = dgd_update_chunked(memory, init_state(start), k, v, q, eta, alpha, beta, 4,
                                    self_target=True, read=layer.config.read)
+    direct = shift(direct, memory, +1)
     y = rearrange(layer.out_norm(y), "(b h) n d -> b n (h d)", b=b)
     expected = layer.to_out(y * F.silu(layer.to_gate(x)))
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=0)
@@ -127,6 +136,35 @@ def test_default_config_is_stable_at_initialisation(stream):
     assert max(w.abs().max() for w in state.memory.weights + state.other.weights) < 10
 
 
+def test_decay_to_only_moves_where_the_decay_pulls():
+    """Without weight decay and DGD's forgetting term the two targets write the same weights."""
+    zero = small(use_dgd=False, weight_decay=False, decay_to="zero").double()
+    initial = small(use_dgd=False, weight_decay=False, decay_to="initial").double()
+    initial.load_state_dict(zero.state_dict())
+    x = torch.randn(2, 13, 12, dtype=torch.float64)
+    (y0, s0), (y1, s1) = zero(x), initial(x)
+    torch.testing.assert_close(y1, y0, atol=1e-12, rtol=0)
+    for a, b in zip(s0.memory.weights + s0.other.weights, s1.memory.weights + s1.other.weights):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("decay_to, low, high", [("initial", 0.3, 3.0), ("zero", 0.0, 0.3)])
+def test_memories_keep_their_scale_only_when_decaying_to_the_initial_state(decay_to, low, high):
+    """2,048 random tokens: toward M_box,0 every memory keeps its norm within 0.3x - 3x; eq 88
+    applied layer by layer (toward zero) lets them fade below 0.3x (measured, documented)."""
+    torch.manual_seed(0)
+    layer = SelfModifyingTitans(SelfModifyingConfig(dim=64, heads=4, decay_to=decay_to))
+    state = layer.initial_state(2)
+    norm = lambda ws: torch.stack([w.square().sum((-2, -1)) for w in ws]).sum(0).sqrt().mean()  # noqa: E731
+    before = [norm(state.memory.weights), norm(state.other.weights)]
+    with torch.no_grad():
+        y, state = layer(torch.randn(2, 2048, 64), state)
+    after = [norm(state.memory.weights), norm(state.other.weights)]
+    assert torch.isfinite(y).all()
+    for a, b in zip(after, before):
+        assert low <= a / b <= high, (decay_to, float(a / b))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -138,6 +176,8 @@ def test_default_config_is_stable_at_initialisation(stream):
         (dict(alpha_init=1.0), "alpha_init=1.0 must lie strictly between 0 and 1"),
         (dict(momentum_init=0.0), "momentum_init=0.0"),
         (dict(memory_expansion=0), "memory_expansion=0 must be > 0"),
+        (dict(decay_to="one"), "decay_to='one' is not allowed; allowed: 'zero', 'initial'"),
+        (dict(gate_scale=0), "gate_scale=0 must be a finite number > 0"),
         (dict(adaptive_k=1), "adaptive_k=1 must be True or False"),
     ],
 )

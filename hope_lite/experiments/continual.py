@@ -15,7 +15,8 @@ trained on language A for ``phase_steps`` steps, then on B for ``phase_steps`` s
 continuous AdamW run (no reset between phases, constant lr after a short warmup, no weight
 decay), and both held-out test sets are scored every ``eval_every`` steps. CMS levels are written
 by the outer optimizer on their own periods (:class:`hope_lite.layers.CMSSchedule`, NL eq 71),
-``periods`` counted in optimizer steps: the slow levels are the ones that should keep A.
+``periods`` counted in optimizer steps (``cms_clock="steps"``: this is the weight-space protocol,
+not HOPE's default token clock): the slow levels are the ones that should keep A.
 
 Cells (all parameter-matched to the Transformer by ``make_model``):
 
@@ -53,10 +54,9 @@ from hope_lite.experiments import _fit
 from hope_lite.experiments.config import UsageError
 from hope_lite.experiments.longctx import build, finite
 from hope_lite.experiments.spec import Claim, Experiment
-from hope_lite.layers import CMSSchedule, ContinuumMemory
 from hope_lite.optim.groups import make_optimizer
 from hope_lite.tasks import continual_pair, held_out
-from hope_lite.training import evaluate
+from hope_lite.training import cms_schedule, evaluate
 from hope_lite.validate import check_int
 
 MODELS = ("transformer", "mlp", "hope1", "hope2", "hope3")
@@ -104,8 +104,9 @@ def make(config, cell: str, vocab_size: int, seed: int):
     if cell == "mlp":
         return build(config["size"], "hope", vocab_size, seed, channel="mlp")
     k = int(cell[4:])
+    # the weight-space protocol: levels written by the optimizer on the step clock
     return build(config["size"], "hope", vocab_size, seed,
-                 options={"cms_periods": tuple(config["periods"][: k + 1])})  # fmt: skip
+                 options={"cms_clock": "steps", "cms_periods": tuple(config["periods"][: k + 1])})  # fmt: skip
 
 
 def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, float]:
@@ -115,8 +116,7 @@ def run_cell(config, cell: str, seed: int, device: torch.device) -> dict[str, fl
     torch.manual_seed(seed)
     test = held_out(tasks, config["eval_examples"], 1)
     optimizer = make_optimizer(model, "adamw", lr=config["lr"], weight_decay=0.0)
-    has_cms = any(isinstance(m, ContinuumMemory) for m in model.modules())
-    schedule = CMSSchedule(model) if has_cms else None
+    schedule = cms_schedule(model)
     S, every = config["phase_steps"], config["eval_every"]
     metrics: dict[str, float] = {}
 

@@ -21,6 +21,10 @@ Choices where the paper is silent (NL sec. 8.1-8.2):
   already non-linear). M_eta and M_alpha read x_t directly.
 - squashing: eta = eta_max * sigmoid(mean over features + bias); alpha = sigmoid(... + bias).
   The per-head biases are outer parameters that set the initial values (eta_init, alpha_init).
+- gate scale: the biases and the momentum logit are stored divided by ``gate_scale`` (10) and
+  multiplied back when used, so an AdamW step moves them ``gate_scale`` times further in logit
+  space. At gate_scale 1 they barely trained (alpha stayed 0.999 and eta 0.021 after 500
+  steps: their gradients are ~1e-5 of their size at a saturated sigmoid).
 - momentum beta: one learned constant per head (sigmoid of a logit); there is no M_beta.
 - stop-gradient: vhat is a constant of each inner loss; the outer loop differentiates through it.
 - initial states M_box,0 are parameters (meta-learned across sequences, NL sec. 8.1).
@@ -47,6 +51,7 @@ D model features.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -57,12 +62,15 @@ from torch import Tensor, nn
 from hope_lite.clock import chunk_segments
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.layers.neural_memory import gated_readout, logit
-from hope_lite.memory import ResidualMLPMemory
+from hope_lite.memory import Memory, ResidualMLPMemory, Weights
+from hope_lite.memory.centered import CenteredMemory
 from hope_lite.rules import MemoryState, init_state
 from hope_lite.rules.dgd import IMPLS, READS, dgd_update
 from hope_lite.validate import check_choice, check_int
 
-__all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
+__all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans", "shift"]
+
+DECAY_TARGETS = ("zero", "initial")
 
 
 @dataclass
@@ -79,6 +87,7 @@ class SelfModifyingConfig:
     eta_init: float = 0.02  # initial eta_t (through its bias)
     alpha_init: float = 0.999  # initial retention alpha_t (weight decay 1 - alpha)
     momentum_init: float = 0.5  # initial momentum beta
+    gate_scale: float = 10.0  # the gate biases and momentum logit are stored / this (learn faster)
     adaptive_k: bool = True  # k = M_k(x); False: static x W_k
     adaptive_v: bool = True  # v = M_v(x); False: static x W_v
     adaptive_q: bool = False  # q = M_q(x) (fully adaptive, NL eq 79); False: static W_q (eq 83)
@@ -91,6 +100,10 @@ class SelfModifyingConfig:
     weight_decay: bool = True  # False: alpha = 1 and no M_alpha
     impl: str = "chunk"  # how the DGD rule runs (equal results): "naive" per-token loop or "chunk"
     read: str = "causal"  # what M_memory's token t reads: "causal" M_{t-1} (NL eq 94) or "anchor" (eq 90)
+    # where weight decay and DGD's forgetting pull every memory: "initial", toward its meta-learned
+    # initial state M_box,0 (our reading for the MLP memory of eq 89), or "zero", eq 88 as printed
+    # for a matrix memory, applied layer by layer (the memories fade on long streams)
+    decay_to: str = "initial"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,10 +117,13 @@ class SelfModifyingConfig:
             raise ValueError(f"dim={self.dim} is not divisible by heads={self.heads}")
         check_choice("impl", self.impl, IMPLS)
         check_choice("read", self.read, READS)
+        check_choice("decay_to", self.decay_to, DECAY_TARGETS)
         if not self.memory_expansion > 0:
             raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
         if not 0 < self.eta_max <= 1:
             raise ValueError(f"eta_max={self.eta_max} must lie in (0, 1]")
+        if not 0 < self.gate_scale < math.inf:
+            raise ValueError(f"gate_scale={self.gate_scale!r} must be a finite number > 0")
         for name, value, high in (
             ("eta_init", self.eta_init, self.eta_max),
             ("alpha_init", self.alpha_init, 1.0),
@@ -141,6 +157,15 @@ class SelfModifyingState:
         return self.memory.position
 
 
+def shift(state: MemoryState | None, memory: Memory, sign: int) -> MemoryState | None:
+    """``state`` with ``sign * center`` added to its weights and anchor when ``memory`` is a
+    :class:`CenteredMemory` (momentum is a difference of weights: unchanged)."""
+    if state is None or not isinstance(memory, CenteredMemory):
+        return state
+    move = lambda ws: tuple(w + sign * c for w, c in zip(ws, memory.center))  # noqa: E731
+    return MemoryState(move(state.weights), state.momentum, move(state.anchor), state.position)
+
+
 class SelfModifyingTitans(nn.Module):
     """Self-modifying Titans: ``x [b, n, D] -> (out [b, n, D], state)``."""
 
@@ -163,10 +188,11 @@ class SelfModifyingTitans(nn.Module):
         static = [r for r in rates if r not in self.adaptive]
         self.rate_proj = nn.ModuleDict({r: nn.Linear(D, h, bias=False) for r in static})
         init = {"eta": logit(config.eta_init / config.eta_max), "alpha": logit(config.alpha_init)}
-        self.rate_bias = nn.ParameterDict({r: nn.Parameter(torch.full((h,), init[r]))
+        s = config.gate_scale  # stored / s, used * s (module docstring)
+        self.rate_bias = nn.ParameterDict({r: nn.Parameter(torch.full((h,), init[r] / s))
                                            for r in rates})
         if config.momentum:
-            self.momentum_logit = nn.Parameter(torch.full((h,), logit(config.momentum_init)))
+            self.momentum_logit = nn.Parameter(torch.full((h,), logit(config.momentum_init) / s))
         self.conv = CausalDepthwiseConv(3 * D, config.conv_window)
         self.out_norm = nn.RMSNorm(d)
         self.to_gate = nn.Linear(D, D, bias=False)
@@ -175,8 +201,9 @@ class SelfModifyingTitans(nn.Module):
             for proj in self.rate_proj.values():
                 proj.weight.mul_(0.1)
 
-    def initial_state(self, batch: int, device=None, dtype=None) -> SelfModifyingState:
-        """The learned initial memories for ``batch`` sequences, zero momentum, empty conv cache."""
+    def initial_weights(self, batch: int, device=None, dtype=None) -> tuple[Weights, Weights | None]:
+        """M_memory,0 ``[(b h), out, in]`` and the other memories' M_box,0 stacked
+        ``[(m b h), out, in]`` (None without adaptive memories), per layer, for ``batch`` sequences."""
         p = self.initial["memory"][0]
         device, dtype = device or p.device, dtype or p.dtype
 
@@ -184,12 +211,18 @@ class SelfModifyingTitans(nn.Module):
             return torch.stack(list(ws)).to(device, dtype).unsqueeze(1).expand(
                 len(ws), batch, *ws[0].shape).flatten(0, 2)
 
-        memory = init_state(tuple(expand([w]) for w in self.initial["memory"]))
-        other = None
-        if self.adaptive:  # per layer, the m memories' initial weights
-            layers = zip(*(self.initial[box] for box in self.adaptive))
-            other = init_state(tuple(expand(ws) for ws in layers))
-        return SelfModifyingState(memory, other, self.conv.empty_cache(batch, device, dtype))
+        memory = tuple(expand([w]) for w in self.initial["memory"])
+        if not self.adaptive:
+            return memory, None
+        layers = zip(*(self.initial[box] for box in self.adaptive))  # per layer, the m memories
+        return memory, tuple(expand(ws) for ws in layers)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> SelfModifyingState:
+        """The learned initial memories for ``batch`` sequences, zero momentum, empty conv cache."""
+        memory, other = self.initial_weights(batch, device, dtype)
+        p = memory[0]
+        return SelfModifyingState(init_state(memory), other and init_state(other),
+                                  self.conv.empty_cache(batch, p.device, p.dtype))
 
     def check_state(self, state: SelfModifyingState, batch: int) -> None:
         """Raise a clear error if ``state`` was made by another configuration or batch size."""
@@ -220,10 +253,19 @@ class SelfModifyingTitans(nn.Module):
             v = F.normalize(v, dim=-1)
         return F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, cache
 
+    def gate_bias(self, rate: str) -> Tensor:
+        """The per-head logit bias ``[h]`` of ``rate`` ("eta" or "alpha")."""
+        return self.config.gate_scale * self.rate_bias[rate]
+
+    def momentum(self) -> Tensor:
+        """The per-head momentum beta ``[h]`` in (0, 1)."""
+        return torch.sigmoid(self.config.gate_scale * self.momentum_logit)
+
     def _rates(self, x: Tensor, reads: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
         """``eta [b*h, c]`` in (0, eta_max) and ``alpha [b*h, c]`` in (0, 1) (None: no decay)."""
         logits = {}
-        for r, bias in self.rate_bias.items():
+        for r in self.rate_bias:
+            bias = self.gate_bias(r)
             if r in reads:  # mean over features of M_r(x_t): [b*h, c]
                 raw = reads[r].mean(-1)
             else:
@@ -249,26 +291,43 @@ class SelfModifyingTitans(nn.Module):
         opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd, impl=cfg.impl)
         beta = None
         if cfg.momentum:
-            beta = torch.sigmoid(self.momentum_logit).repeat(b)[:, None].expand(-1, n)  # [b*h, n]
+            beta = self.momentum().repeat(b)[:, None].expand(-1, n)  # [b*h, n]
         m = len(self.adaptive)
         xh = rearrange(x, "b n (h d) -> (b h) n d", h=cfg.heads)
-        other, conv, pieces = state.other, state.conv, []
+        rules, own, other = self._rule_memories(b, state)  # the rules see W - M_box,0 if centered
+        conv, pieces = state.conv, []
         for s, e in chunk_segments(state.position, n, cfg.chunk_other) if m else [(0, n)]:
             reads = {}
             if m:  # M_box,anchor(x_t) for every adaptive box at once (NL eq 90)
-                out = self.memory.forward(other.anchor, xh[:, s:e].repeat(m, 1, 1))
+                out = rules[1].forward(other.anchor, xh[:, s:e].repeat(m, 1, 1))
                 reads = dict(zip(self.adaptive, out.chunk(m, 0)))
             q, k, v, conv = self._qkv(x[:, s:e], reads, conv)
             eta, alpha = self._rates(x[:, s:e], reads)
             if m:  # NL eq 86-88 for the adaptive boxes; all share k_t, v_t, eta_t, alpha_t
                 rep = [None if t is None else t.repeat(m, *[1] * (t.dim() - 1))
                        for t in (k, v, eta, alpha, None if beta is None else beta[:, s:e])]
-                _, other = dgd_update(self.memory, other, rep[0], rep[1], None, rep[2], rep[3], rep[4],
+                _, other = dgd_update(rules[1], other, rep[0], rep[1], None, rep[2], rep[3], rep[4],
                                       cfg.chunk_other, **opts, source=f"{self.name}.other")
             pieces.append((q, k, v, eta, alpha))
         q, k, v, eta, alpha = (torch.cat(p, 1) if p[0] is not None else None for p in zip(*pieces))
         # y_t = M_memory,anchor(q_t) and M_memory's own DGD writes (NL eq 83, 86-88, 90)
-        y, memory = dgd_update(self.memory, state.memory, k, v, q, eta, alpha, beta, cfg.chunk_memory,
-                               **opts, source=self.name, read=cfg.read)
+        y, own = dgd_update(rules[0], own, k, v, q, eta, alpha, beta, cfg.chunk_memory,
+                            **opts, source=self.name, read=cfg.read)
         out = gated_readout(y, x, self.out_norm, self.to_gate, self.to_out)
-        return out, SelfModifyingState(memory, other, conv)
+        own, other = (shift(s, r, +1) for s, r in zip((own, other), rules))
+        return out, SelfModifyingState(own, other, conv)
+
+    def _rule_memories(self, batch: int, state: SelfModifyingState):
+        """``(memory of M_memory's rule, of the others' rule), M_memory's state, the others'``.
+
+        With ``decay_to="zero"`` the rules get the layer's memory and the states as they are; with
+        ``"initial"`` they get :class:`CenteredMemory` s around M_box,0 and the states' deviations
+        ``W - M_box,0`` (:func:`shift`), so their decay pulls toward the initial state.
+        """
+        if self.config.decay_to == "zero":
+            return (self.memory, self.memory), state.memory, state.other
+        p = state.memory.weights[0]
+        centers = self.initial_weights(batch, p.device, p.dtype)
+        rules = tuple(c and CenteredMemory(self.memory, c) for c in centers)
+        own, other = (shift(s, r, -1) for s, r in zip((state.memory, state.other), rules))
+        return rules, own, other

@@ -16,10 +16,11 @@ Every memory offers three things:
 """
 
 from hope_lite.memory.base import LayerSignal, Memory, Weights
+from hope_lite.memory.centered import CenteredMemory
 from hope_lite.memory.linear import LinearMemory
 from hope_lite.memory.mlp import ResidualMLPMemory
 
-__all__ = ["Memory", "LayerSignal", "Weights", "LinearMemory", "ResidualMLPMemory", "make_memory"]
+__all__ = ["CenteredMemory", "Memory", "LayerSignal", "Weights", "LinearMemory", "ResidualMLPMemory", "make_memory"]
 
 
 def make_memory(kind: str, dim: int, depth: int = 2, expansion: float = 4.0) -> Memory:

@@ -35,6 +35,11 @@ class Memory(ABC):
         then the signals are those of its first n' tokens.
         """
 
+    def full(self, weights: Weights) -> Weights:
+        """The weights the memory is read with (``weights`` itself; a centered memory adds its
+        center): what a recorder shows."""
+        return weights
+
     def forward(self, weights: Weights, x: Tensor) -> Tensor:
         """Read the memory: ``x [B, n, d] -> [B, n, d]``."""
         return self.forward_cached(weights, x)[0]

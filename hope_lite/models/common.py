@@ -203,15 +203,10 @@ class LanguageModel(nn.Module):
         self, tokens: Tensor, state: ModelState | None = None
     ) -> tuple[Tensor, ModelState | None]:
         """``tokens [b, n]`` (long) -> ``(logits [b, n, V], state)``; ``state=None`` starts a stream."""
-        if tokens.dim() != 2 or tokens.dtype != torch.long:
-            raise ValueError(
-                f"tokens has shape {tuple(tokens.shape)} and dtype {tokens.dtype}; expected [batch, "
-                f"tokens] of torch.long"
-            )
+        self.check_tokens(tokens)
         L = self.config.layers
         if state is not None and (not isinstance(state, tuple) or len(state) != L):
             raise ValueError(f"state must be None or the tuple of {L} layer states a call returned")
-        check_token_ids(tokens, self.config.vocab_size)
         x = self.embed(tokens)  # [b, n, D]
         states = []
         for block, layer_state in zip(self.blocks, state or (None,) * L):
@@ -220,6 +215,17 @@ class LanguageModel(nn.Module):
         logits = self.lm_head(self.norm(x))  # [b, n, V]
         stateless = all(m is None and c is None for m, c in states)
         return logits, None if stateless else tuple(states)
+
+    def check_tokens(self, tokens: Tensor) -> None:
+        """Raise a clear error unless ``tokens`` is ``[b, n]`` of torch.long inside the vocabulary."""
+        if not isinstance(tokens, Tensor):
+            raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}")
+        if tokens.dim() != 2 or tokens.dtype != torch.long:
+            shape, dtype = tuple(tokens.shape), tokens.dtype
+            raise ValueError(
+                f"tokens has shape {shape} and dtype {dtype}; expected [batch, tokens] of torch.long"
+            )
+        check_token_ids(tokens, self.config.vocab_size)
 
     def loss(self, tokens: Tensor, targets: Tensor, state: ModelState | None = None) -> Tensor:
         """Mean cross-entropy over the scored targets (``-100`` is ignored)."""

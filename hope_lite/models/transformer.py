@@ -16,12 +16,18 @@ Causal self-attention with ``h`` heads of width ``d = D / h``:
     y       = softmax(q k^T / sqrt(d) + causal mask) v     (F.scaled_dot_product_attention)
     out     = y W_o                                        [b, n, D]
 
-The mixer keeps no state (no KV cache): every call is a fresh sequence.
+Called with ``state=None`` the mixer keeps no state: every call is a fresh sequence (the
+transformer's training and evaluation). Called with a :class:`KVCache` (``stream_state``), it
+reads a stream in pieces: the keys and values of earlier pieces are kept (RoPE applied at their
+absolute positions), so pieces give the same outputs as one call. The token-clock HOPE models read
+Hope-Attention this way (``hope_lite.models.token_clock``).
 
 Index letters: b batch, h heads, n tokens, d head features, D model features.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -54,8 +60,21 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
+@dataclass(frozen=True)
+class KVCache:
+    """The keys (RoPE applied) and values of every token read so far, ``[b, h, T, d]`` each."""
+
+    k: Tensor
+    v: Tensor
+
+    @property
+    def position(self) -> int:
+        return self.k.shape[2]
+
+
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal attention with RoPE: ``(x [b, n, D], None) -> (y [b, n, D], None)``."""
+    """Multi-head causal attention with RoPE: ``(x [b, n, D], state) -> (y [b, n, D], state)``;
+    ``state`` is None (no cache: a fresh sequence, returns None) or a :class:`KVCache`."""
 
     def __init__(self, dim: int, heads: int, rope_base: float = 10000.0):
         super().__init__()
@@ -65,14 +84,30 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: Tensor, state: None = None) -> tuple[Tensor, None]:
-        if state is not None:
-            raise ValueError("CausalSelfAttention keeps no state (no KV cache); pass state=None")
+    def stream_state(self, batch: int, device=None, dtype=None) -> KVCache:
+        """An empty cache: pass it as ``state`` to read a stream in pieces."""
+        p = self.qkv.weight
+        empty = torch.zeros(batch, self.heads, 0, self.head_dim, device=device or p.device,
+                            dtype=dtype or p.dtype)
+        return KVCache(empty, empty)
+
+    def forward(self, x: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache | None]:
+        if state is not None and not isinstance(state, KVCache):
+            raise TypeError(f"state must be None or a KVCache, got {type(state).__name__}")
+        T, n = (0 if state is None else state.position), x.shape[1]
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        cos, sin = rope_angles(torch.arange(x.shape[1], device=x.device), self.head_dim, self.rope_base)
+        positions = torch.arange(T, T + n, device=x.device)
+        cos, sin = rope_angles(positions, self.head_dim, self.rope_base)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # softmax(q k^T / sqrt(d) + mask) v
-        return self.out(rearrange(y, "b h n d -> b n (h d)")), None
+        if state is None:
+            # softmax(q k^T / sqrt(d) + causal mask) v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.out(rearrange(y, "b h n d -> b n (h d)")), None
+        k, v = torch.cat((state.k.to(k.dtype), k), 2), torch.cat((state.v.to(v.dtype), v), 2)
+        # query i (position T + i) sees keys 0 .. T + i: [n, T + n]
+        seen = torch.arange(T + n, device=x.device)[None] <= positions[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=seen)
+        return self.out(rearrange(y, "b h n d -> b n (h d)")), KVCache(k, v)
 
 
 register_mixer(

@@ -198,7 +198,7 @@ def dgd_update_chunked(
         )
         outputs.append(y)
         if rec is not None:
-            _record(rec, source, pos + s, err, signals, eta_c, alpha_c, beta_c, weights)
+            _record(rec, source, pos + s, err, signals, eta_c, alpha_c, beta_c, memory.full(weights))
     if (pos + n) % chunk_size == 0:
         anchor = weights
     if beta is None:

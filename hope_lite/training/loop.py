@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from hope_lite.layers import CMSSchedule, ContinuumMemory
+from hope_lite.layers import CMSSchedule
+from hope_lite.layers.cms.schedule import on_step_clock
 from hope_lite.models.common import at_least_float32
 from hope_lite.optim.groups import OPTIMIZERS, make_optimizer
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
@@ -224,8 +225,10 @@ def _eval_batches(data: Any, eval_data: Any, config: TrainConfig) -> list[Batch]
 
 
 def cms_schedule(model: nn.Module) -> CMSSchedule | None:
-    """A :class:`CMSSchedule` of ``model``'s CMS levels (NL eq 71), or None if it holds none."""
-    return CMSSchedule(model) if any(isinstance(m, ContinuumMemory) for m in model.modules()) else None
+    """A :class:`CMSSchedule` of ``model``'s CMS levels on the step clock (NL eq 71), or None if
+    it holds none (levels on the token clock learn while reading; the optimizer writes their
+    initial states every step)."""
+    return CMSSchedule(model) if any(map(on_step_clock, model.modules())) else None
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from hope_lite.clock import ends_period
 from hope_lite.memory.mlp import ACTIVATIONS
-from hope_lite.validate import check_int
+from hope_lite.validate import check_choice, check_int
 
 VARIANTS = ("sequential", "independent", "nested")
+CLOCKS = ("tokens", "steps")
 
 
 @dataclass
@@ -28,6 +29,11 @@ class CMSConfig:
     # eta_l of online mode, one for all levels or one per level. A hand-off applies eta_l times a
     # *sum* of C_l gradients, so its size grows with C_l: try eta_l ~ 1/C_l for equal step sizes
     online_lr: float | tuple[float, ...] = 1e-3
+    # what ticks C(l): "steps", the outer optimizer writes level l every C_l optimizer steps
+    # (CMSSchedule); "tokens", the levels are written while reading, every C_l tokens (NL eq 71:
+    # ContinuumMemory.read, or a language model's token clock), and the optimizer writes their
+    # initial states every step (CMSSchedule leaves such a layer alone)
+    clock: str = "steps"
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim, 1)
@@ -50,6 +56,7 @@ class CMSConfig:
         if self.activation not in ACTIVATIONS:
             allowed = ", ".join(ACTIVATIONS)
             raise ValueError(f"activation={self.activation!r} is not known; allowed: {allowed}")
+        check_choice("clock", self.clock, CLOCKS)
         lr = self.online_lr
         lrs = tuple(lr) if isinstance(lr, (tuple, list)) else (lr,) * len(p)
         ok = all(isinstance(e, (int, float)) and 0 <= e < math.inf for e in lrs)

@@ -108,18 +108,27 @@ def read_online(x: Tensor, online_loss: OnlineLoss, state: CMSState, apply: Appl
         span = slice(start - pos, end - pos)
         y, level_grads = _segment_grads(apply, weights, x, span, online_loss)
         outputs.append(y)
-        for l, gs in enumerate(level_grads):
-            # G^l += sum_{t in segment} grad ell(y_t): the chunk's error signal so far
-            grads[l] = [acc if g is None else acc + g for acc, g in zip(grads[l], gs)]
-        _hand_off(config, weights, grads, end, rec, initial, name)
+        accumulate(grads, level_grads)
+        hand_off(config, weights, grads, end, rec, initial, name)
         start = end
     state = CMSState(tuple(map(tuple, weights)), tuple(map(tuple, grads)), pos + n)
     return torch.cat(outputs, dim=1), state
 
 
-def _hand_off(config: CMSConfig, weights: list, grads: list, position: int, rec, initial: Levels,
-              name: str) -> None:
-    """Apply (on the lists) every level update and nested restart due at ``position``."""
+def accumulate(grads: list, level_grads) -> None:
+    """``G^l += sum_{t in segment} grad ell(y_t)`` (on the list): the chunk's error signal so far.
+
+    ``level_grads``: per level, one gradient (or None: the loss did not reach it) per weight."""
+    for l, gs in enumerate(level_grads):
+        grads[l] = [acc if g is None else acc + g for acc, g in zip(grads[l], gs)]
+
+
+def hand_off(config: CMSConfig, weights: list, grads: list, position: int, rec, initial: Levels,
+             name: str) -> None:
+    """Apply (on the lists) every level update and nested restart due at ``position`` (> 0).
+
+    ``rec``: the active :mod:`hope_lite.trace` recorder or None; ``initial``: the weights that
+    drift is measured from."""
     updated, restarted = config.hand_offs(position)
     if not updated:
         return

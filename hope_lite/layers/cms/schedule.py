@@ -55,20 +55,29 @@ from hope_lite.layers.cms.online import Levels, level_norms
 REDUCTIONS = ("sum", "mean")
 
 
+def on_step_clock(module: nn.Module) -> bool:
+    """Whether ``module`` is a CMS whose levels the optimizer writes on its own clock."""
+    return isinstance(module, ContinuumMemory) and module.config.clock == "steps"
+
+
 class CMSSchedule:
     """Hold each CMS level's gradient until its boundary, then hand the sum to the optimizer.
 
     Args:
-        model: a module holding one or more :class:`ContinuumMemory` layers (or one itself).
+        model: a module holding one or more :class:`ContinuumMemory` layers (or one itself);
+            layers on the token clock (``CMSConfig.clock="tokens"``) are left to the optimizer.
         reduction: ``"sum"`` (NL eq 71) or ``"mean"`` of the chunk's C_l gradients.
     """
 
     def __init__(self, model: nn.Module, reduction: str = "sum"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.layers = [m for m in model.modules() if isinstance(m, ContinuumMemory)]
+        self.layers = [m for m in model.modules() if on_step_clock(m)]
         if not self.layers:
-            raise ValueError(f"model ({type(model).__name__}) holds no ContinuumMemory to schedule")
+            raise ValueError(
+                f"model ({type(model).__name__}) holds no ContinuumMemory on the step clock "
+                f"(CMSConfig.clock='steps') to schedule"
+            )
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction={reduction!r} is not known; allowed: 'sum', 'mean'")
         self.reduction = reduction
