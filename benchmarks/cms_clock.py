@@ -104,13 +104,13 @@ def run(clock: str, args: argparse.Namespace) -> dict:
     history = train(model, batches, config)
     trained = time.perf_counter() - start
     tokens = stream(args.eval_rows, args.phase, "ABA", args.keys, torch.Generator().manual_seed(999))
-    start = time.perf_counter()
-    result = read(model, tokens, args.keys)
     if args.save:  # for benchmarks/memory_norms.py --checkpoint
         path = Path(args.save) / f"cms_clock_{clock}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"kind": "hope", "vocab_size": 2 * args.keys + 1, "options": CLOCKS[clock],
                     "model": model.state_dict()}, path)
+    start = time.perf_counter()
+    result = read(model, tokens, args.keys)
     return {"clock": clock, "train_seconds": trained, "read_seconds": time.perf_counter() - start,
             "final_train_loss": history.loss[-1], "gates_initial": initial,
             "gates_trained": gates(model), **result}  # fmt: skip

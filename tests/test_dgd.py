@@ -67,8 +67,9 @@ def test_chunked_equals_reference(kind, chunk, start, read):
 @pytest.mark.parametrize(
     "options",
     [dict(beta=None), dict(alpha=None), dict(delta=False), dict(self_target=True, beta=None),
-     dict(q=None)],
-    ids=["no-momentum", "no-decay", "plain-gd", "self-target", "write-only"],
+     dict(q=None), dict(max_surprise=0.05), dict(max_surprise=0.05, self_target=True)],
+    ids=["no-momentum", "no-decay", "plain-gd", "self-target", "write-only", "capped",
+         "capped-self-target"],
 )
 @pytest.mark.parametrize("chunk", [1, 3, 16])
 @pytest.mark.parametrize("read", READS)
@@ -114,6 +115,21 @@ def test_plain_gd_is_the_titans_rule_with_half_theta():
     y_t, s_t = titans_update_chunked(memory, state, k, v, q, eta / 2, beta, 1 - alpha, 4)
     torch.testing.assert_close(y, y_t, atol=1e-12, rtol=0)
     assert_states_close(s, s_t, atol=1e-12)
+
+
+def test_a_surprise_cap_scales_only_the_gradient_terms():
+    """A cap above every ||g_t|| changes nothing; a tiny one leaves DGD's decay terms only."""
+    memory = MEMORIES["mlp2"]
+    k, v, q, eta, alpha, beta = dgd_inputs(2, 9, memory.dim)
+    state = init_state(memory.init_weights(2, dtype=torch.float64))
+    run = lambda **o: dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, 4, **o)  # noqa: E731
+    (y0, s0), (y1, s1) = run(), run(max_surprise=1e6)
+    torch.testing.assert_close(y1, y0, atol=1e-12, rtol=0)
+    assert_states_close(s1, s0)
+    _, capped = run(max_surprise=1e-12)  # gradient terms ~1e-12 eta: momentum stays ~0
+    assert max(m.abs().max() for m in capped.momentum) < 1e-10
+    _, still = dgd_update_chunked(memory, state, k, v, q, torch.zeros_like(eta), alpha, beta, 4)
+    assert any(not torch.allclose(a, b) for a, b in zip(capped.weights, still.weights))  # -eta r ah^T
 
 
 def test_momentum_off_equals_beta_zero_and_decay_off_equals_alpha_one():

@@ -24,9 +24,9 @@ def small(**overrides) -> SelfModifyingTitans:
     "overrides",
     [dict(), dict(use_dgd=False), dict(momentum=False), dict(weight_decay=False),
      dict(adaptive_q=True, self_target=False), dict(normalize_v=False), STATIC,
-     dict(decay_to="zero"), dict(STATIC, decay_to="zero")],
+     dict(decay_to="zero"), dict(STATIC, decay_to="zero"), dict(max_surprise=0.05)],
     ids=["default", "plain-gd", "no-momentum", "no-decay", "fully-adaptive", "paper-v", "static",
-         "decay-to-zero", "static-decay-to-zero"],
+         "decay-to-zero", "static-decay-to-zero", "capped-hard"],
 )
 def test_fast_path_equals_reference(overrides):
     fast = small(**overrides).double()
@@ -82,7 +82,8 @@ def test_without_adaptivity_it_is_a_titans_layer_with_dgd(decay_to):
     if decay_to == "initial":  # the rule writes W - M_0 and reads M_0 + (W - M_0)
         memory, start = CenteredMemory(layer.memory, weights), tuple(map(torch.zeros_like, weights))
     y, direct = dgd_update_chunked(memory, init_state(start), k, v, q, eta, alpha, beta, 4,
-                                   self_target=True, read=layer.config.read)
+                                   self_target=True, read=layer.config.read,
+                                   max_surprise=layer.config.max_surprise)
     direct = shift(direct, memory, +1)
     y = rearrange(layer.out_norm(y), "(b h) n d -> b n (h d)", b=b)
     expected = layer.to_out(y * F.silu(layer.to_gate(x)))
@@ -178,6 +179,7 @@ def test_memories_keep_their_scale_only_when_decaying_to_the_initial_state(decay
         (dict(memory_expansion=0), "memory_expansion=0 must be > 0"),
         (dict(decay_to="one"), "decay_to='one' is not allowed; allowed: 'zero', 'initial'"),
         (dict(gate_scale=0), "gate_scale=0 must be a finite number > 0"),
+        (dict(max_surprise=-1.0), "max_surprise=-1.0 must be a finite number > 0 or None"),
         (dict(adaptive_k=1), "adaptive_k=1 must be True or False"),
     ],
 )

@@ -44,6 +44,19 @@ Choices where the paper is silent (NL sec. 8.1-8.2):
   wiped every memory to ~0 within 1000 tokens, and zero weights are a fixed point of the MLP's
   gradient. Measured finite over 4096 random, 2048 repeated and periodic tokens with the
   defaults; plain GD (``use_dgd=False``) or eta near eta_max with momentum 0.9 can diverge.
+- where the decay pulls (``decay_to``): eq 88 decays a *matrix* memory toward zero; for the
+  residual MLP memory of eq 89 the paper does not say. Applied layer by layer (``"zero"``), weight
+  decay and DGD's ``-eta ah ah^T`` term pull every memory toward the all-zero weights, a fixed
+  point of its own gradient: at initialisation the memories fell ~30x in norm over 4,096 random
+  tokens. ``"initial"`` (default) runs the same rule on ``W - M_box,0`` with the memory read at
+  ``M_box,0 + (W - M_box,0)`` (:class:`~hope_lite.memory.CenteredMemory`), so the decay pulls
+  toward the meta-learned initial state; without decay terms both targets write the same weights.
+- a surprise cap (``max_surprise``, 4, not in the paper; as NeuralMemory's): each token's inner
+  gradient is scaled to norm <= 4 before it is written (DGD's decay terms are not). A second
+  layer's input grows with the first layer's weights and its gradient with the square of that
+  input, so a memory that starts to grow writes ever larger steps: a tiny HOPE trained on
+  128-token streams read 1,536 tokens and its M_k/M_v/M_eta/M_alpha went 1.3 -> 29 -> 9e6 in
+  max |weight| by token 320, then NaN; with the cap they stayed at 1.3. ``None``: eq 88 exactly.
 
 Index letters: b batch, h heads, m adaptive memories besides M_memory, n tokens, d head features,
 D model features.
@@ -104,6 +117,9 @@ class SelfModifyingConfig:
     # initial state M_box,0 (our reading for the MLP memory of eq 89), or "zero", eq 88 as printed
     # for a matrix memory, applied layer by layer (the memories fade on long streams)
     decay_to: str = "initial"
+    # cap on each token's inner gradient norm ||g_t|| in every memory's rule (not in the paper);
+    # None: eq 88 exactly
+    max_surprise: float | None = 4.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -122,6 +138,8 @@ class SelfModifyingConfig:
             raise ValueError(f"memory_expansion={self.memory_expansion} must be > 0")
         if not 0 < self.eta_max <= 1:
             raise ValueError(f"eta_max={self.eta_max} must lie in (0, 1]")
+        if self.max_surprise is not None and not 0 < self.max_surprise < math.inf:
+            raise ValueError(f"max_surprise={self.max_surprise!r} must be a finite number > 0 or None")
         if not 0 < self.gate_scale < math.inf:
             raise ValueError(f"gate_scale={self.gate_scale!r} must be a finite number > 0")
         for name, value, high in (
@@ -288,7 +306,8 @@ class SelfModifyingTitans(nn.Module):
             self.check_state(state, b)
         if n == 0:  # nothing to read or write
             return self.to_out(x), state
-        opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd, impl=cfg.impl)
+        opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd, impl=cfg.impl,
+                    max_surprise=cfg.max_surprise)
         beta = None
         if cfg.momentum:
             beta = self.momentum().repeat(b)[:, None].expand(-1, n)  # [b*h, n]

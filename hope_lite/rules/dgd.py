@@ -59,7 +59,7 @@ from torch import Tensor
 from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
-from hope_lite.rules.state import MemoryState, check_impl, check_inputs
+from hope_lite.rules.state import MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
 from hope_lite.validate import check_choice
 
 __all__ = ["IMPLS", "READS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
@@ -72,7 +72,7 @@ READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's wri
 
 
 def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, q, eta,
-           alpha, beta, self_target: bool, delta: bool, causal: bool):
+           alpha, beta, self_target: bool, delta: bool, causal: bool, max_surprise: float | None):
     """Reads and end state of one segment inside one chunk (module docstring, UT form)."""
     # y_t = M_anchor(q_t) (NL eq 90); causal reads come after the writes' quantities, below
     y = memory.forward(anchor, q) if q is not None and not causal else None
@@ -80,11 +80,15 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
     pred, cache = memory.forward_cached(anchor, k)
     err = pred - target  # M_anchor(k_t) - vhat_t: [B, c, d]
     signals = memory.layer_signals(anchor, cache, err)  # g_l,t = delta_l,t a_l,t^T (halved loss)
+    # g_t <- g_t min(1, max_surprise / ||g_t||): the gradient term's rate; DGD's decay keeps eta
+    eta_g = eta
+    if max_surprise is not None:
+        eta_g = eta * clip_factor(surprise_norm(signals) / 2, max_surprise)  # [B, c]
     A, P = decay_products(alpha), decay_products(beta)  # [B, c+1, c+1]
     K = A[..., 1:] @ P[..., 1:, :]  # K[t, 0]: weight of S_0 in W_t; K[t, m]: of -eta_m g_m
     new_w, new_s, terms = [], [], []
     for (dl, a), W0, S0 in zip(signals, weights, momentum):
-        x = eta.unsqueeze(-1) * dl  # eta_m delta_m: [B, c, out]
+        x = eta_g.unsqueeze(-1) * dl  # eta_m delta_m: [B, c, out]
         # S_c = P[c,0] S_0 - sum_m P[c,m] eta_m delta_m a_m^T
         S = P[:, -1, :1, None] * S0 - (P[:, -1, 1:, None] * x).transpose(1, 2) @ a
         # W_c without the delta terms: A[c,0] W_0 + K[c,0] S_0 - sum_m K[c,m] eta_m delta_m a_m^T
@@ -128,9 +132,10 @@ def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tens
     ``"naive"`` is :func:`dgd_update_reference` (it records no trace: ``source`` does not apply),
     ``"chunk"`` is :func:`dgd_update_chunked`. The arguments are those of
     :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``,
-    ``source`` and ``read``.
+    ``source``, ``read`` and ``max_surprise``.
     """
-    check_impl("dgd_update", impl, IMPLS, options, ("self_target", "delta", "source", "read"))
+    check_impl("dgd_update", impl, IMPLS, options,
+               ("self_target", "delta", "source", "read", "max_surprise"))
     if impl == "naive":
         options.pop("source", None)
         return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options)
@@ -152,6 +157,7 @@ def dgd_update_chunked(
     delta: bool = True,
     source: str = "memory",
     read: str = "causal",
+    max_surprise: float | None = None,
 ) -> tuple[Tensor | None, MemoryState]:
     """Read and write a memory with DGD over a sequence, chunk by chunk (see module docstring).
 
@@ -172,6 +178,8 @@ def dgd_update_chunked(
         read: ``"causal"`` (default), token t reads the state just before it, ``y_t = M_{t-1}(q_t)``
             (NL eq 94), its own chunk's writes and DGD's ``-eta r ah^T`` terms included, read through
             the same triangular quantities; or ``"anchor"``, the chunk-start state (NL eq 90).
+        max_surprise: if set, each token's gradient is capped, ``g_t <- g_t min(1, max_surprise /
+            ||g_t||_F)`` (not in the paper; DGD's decay terms are not capped). None: eq 88 exactly.
 
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
@@ -194,7 +202,7 @@ def dgd_update_chunked(
             anchor = weights  # a new chunk starts: freeze its anchor
         y, weights, momentum, err, signals = _chunk(
             memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, alpha_c, beta_c,
-            self_target, delta, read == "causal",
+            self_target, delta, read == "causal", max_surprise,
         )
         outputs.append(y)
         if rec is not None:
@@ -234,6 +242,7 @@ def dgd_update_reference(
     self_target: bool = False,
     delta: bool = True,
     read: str = "causal",
+    max_surprise: float | None = None,
 ) -> tuple[Tensor | None, MemoryState]:
     """The literal per-token loop of NL eq 86-90; same arguments as :func:`dgd_update_chunked`.
 
@@ -260,13 +269,15 @@ def dgd_update_reference(
         _, cache = memory.forward_cached(anchor, k_t)
         inputs = [a[:, 0] for _, a in memory.layer_signals(anchor, cache, torch.zeros_like(k_t))]
         et = eta[:, t, None, None]
+        norm = torch.stack([gl.square().sum((-2, -1)) for gl in g]).sum(0).sqrt()  # ||g_t||_F: [B]
+        eg = et * clip_factor(norm, max_surprise)[:, None, None] if max_surprise else et
         al = 1.0 if alpha is None else alpha[:, t, None, None]
         be = 0.0 if beta is None else beta[:, t, None, None]
         for l, a in enumerate(inputs):  # a_l,t: [B, in]
             ah = F.normalize(a, dim=-1)
             eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
             decay = al * eye - (et * ah.unsqueeze(-1) * ah.unsqueeze(-2) if delta else 0.0)
-            momentum[l] = be * momentum[l] - et * g[l]  # S_t = beta_t S_{t-1} - eta_t g_t
+            momentum[l] = be * momentum[l] - eg * g[l]  # S_t = beta_t S_{t-1} - eta_t g_t (capped)
             weights[l] = weights[l] @ decay + momentum[l]  # NL eq 88: W (alpha I - eta ah ah^T) + S
     position = state.position + k.shape[1]
     if position % chunk_size == 0:

@@ -30,7 +30,8 @@ from hope_lite.training import TrainConfig, train  # noqa: E402
 KINDS = ("transformer", "lmm", "mac", "hope", "hope_attention")
 # the behaviour the file was written with (before causal reads became the default): pinned here
 PINNED = {"lmm": {"read": "anchor"}, "mac": {"read": "anchor"},
-          "hope": {"read": "anchor", "cms_clock": "steps", "decay_to": "zero", "gate_scale": 1.0},
+          "hope": {"read": "anchor", "cms_clock": "steps", "decay_to": "zero", "gate_scale": 1.0,
+                   "max_surprise": None},
           "hope_attention": {"cms_clock": "steps"}}
 PATH = Path(__file__).with_suffix(".pt")
 VOCAB, STEPS = 32, 6
