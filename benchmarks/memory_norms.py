@@ -4,6 +4,7 @@
     python benchmarks/memory_norms.py --tokens 4096      # shorter
     python benchmarks/memory_norms.py --read anchor      # the chunk-start reads instead of causal
     python benchmarks/memory_norms.py --kinds hope --decay-to zero     # eq 88 toward zero weights
+    python benchmarks/memory_norms.py --kinds hope --option cms_clock=steps   # faster: no CMS writes
     python benchmarks/memory_norms.py --checkpoint build/cms_clock/cms_clock_tokens.pt   # trained
 
 For each model kind and stream (random tokens, one token repeated, a period of 8 tokens), the model
@@ -19,6 +20,7 @@ benchmarks/results/memory_norms.json (``--out``).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 from pathlib import Path
@@ -91,6 +93,17 @@ def run(kind: str, stream_kind: str, tokens: int, piece: int, read: str, vocab: 
             "checkpoint": checkpoint, "options": options, "end": ratio, "low": low, "high": high}
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """``"key=value"`` -> ``(key, value)``, the value read as a Python literal (or kept as text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option {text!r} must look like KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kinds", nargs="+", default=["lmm", "hope"])
@@ -102,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", default="", help="a trained model (cms_clock.py --save) instead")
     p.add_argument("--decay-to", default=None, choices=("initial", "zero"),
                    help="HOPE's decay target (default: the model's)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option for every kind, e.g. cms_clock='steps' (repeatable)")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -111,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     for kind in ["(checkpoint)"] if args.checkpoint else args.kinds:
         for stream_kind in STREAMS:
             options = {"decay_to": args.decay_to} if args.decay_to and kind == "hope" else {}
+            options.update(parse_option(text) for text in args.option)
             row = run(kind, stream_kind, args.tokens, args.piece, args.read, 256, args.batch,
                       args.checkpoint, options)
             rows.append(row)
