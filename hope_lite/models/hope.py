@@ -21,8 +21,8 @@ Choices (the paper omits normalisation and residuals from eq 94-97):
   wraps the optimizer in a :class:`~hope_lite.layers.CMSSchedule`, so level l is written every
   C(l) steps with the summed gradient of its chunk).
 - Periods ``options["cms_periods"]``, fastest first: default (16, 64, 256) tokens on the token
-  clock (the paper gives no values; 16 keeps a segment two M_memory chunks long, so the model
-  reads a whole segment in parallel) and (1, 4, 16) optimizer steps on the step clock. Inner
+  clock (the paper gives no values; 16 is two M_memory chunks of the tiny model, and the
+  model reads a whole segment in parallel) and (1, 4, 16) optimizer steps on the step clock. Inner
   rate ``options["cms_lr"]`` (eta_l on the token clock, one or one per level; default
   ``CMS_TOKEN_LR / C_l``, so every level moves about as far per hand-off: a hand-off applies a
   sum of C_l gradients). Variant ``options["cms_variant"]`` (default "sequential", as eq 97).
@@ -31,7 +31,8 @@ Choices (the paper omits normalisation and residuals from eq 94-97):
 - Self-modifying Titans: heads = ``memory_heads`` or ``heads``, memory width ``memory_expansion``,
   chunk of M_memory = ``chunk_size``, chunk of the other memories ``options["chunk_other"]``
   (default 4 x chunk_size); any other :class:`~hope_lite.layers.SelfModifyingConfig` field may be
-  set through ``options`` (ablations: ``use_dgd``, ``momentum``, ``weight_decay``, ``adaptive_*``).
+  set through ``options`` (ablations: ``use_dgd``, ``momentum``, ``weight_decay``, ``adaptive_*``;
+  our choices with their switches: ``decay_to``, ``max_surprise``, ``gate_scale``).
 """
 
 from __future__ import annotations
