@@ -6,6 +6,9 @@ Every model is a :class:`LanguageModel` (embedding, pre-norm blocks of mixer + c
     logits, state = model(more, state)       # continue the stream (stateful mixers)
     loss = model.loss(tokens, targets)       # cross-entropy, targets -100 are ignored
 
+HOPE's CMS learns while the model reads (the token clock, NL eq 71): its state is a
+:class:`TokenClockState`, and :func:`read_token_by_token` is the slow reference of that read.
+
 Build by name: ``make_model("tiny", "mac", vocab_size=task.vocab_size)``. Add a layer kind with
 :func:`register_mixer` / :func:`register_channel` and a model kind with :func:`register_kind`.
 """
@@ -22,6 +25,7 @@ from hope_lite.models.common import (
 from hope_lite.models.transformer import TransformerLM  # isort: skip
 from hope_lite.models.titans import MACState, TitansLM  # isort: skip
 from hope_lite.models.hope import HopeAttentionLM, HopeLM  # isort: skip
+from hope_lite.models.token_clock import TokenClockState, read_token_by_token  # isort: skip
 from hope_lite.models.configs import (
     KINDS,
     SIZES,
@@ -40,11 +44,13 @@ __all__ = [
     "MACState",
     "ModelConfig",
     "TitansLM",
+    "TokenClockState",
     "TransformerLM",
     "count_parameters",
     "make_config",
     "make_model",
     "parameter_table",
+    "read_token_by_token",
     "register_channel",
     "register_kind",
     "register_mixer",
