@@ -83,6 +83,16 @@ class TokenClockState:
         return self.layers[0][1].position
 
 
+def extend(segment: Pending | None, logits: Tensor, read: Tensor, levels: tuple[Levels, ...]
+           ) -> Pending:
+    """The open segment after reading ``read [b, c]`` (``logits [b, c, V]``) at ``levels``: every
+    position but the new last one now knows the token after it. Call under grad mode."""
+    if segment is None:
+        return Pending(logits, read[:, 1:], levels)
+    return Pending(torch.cat((segment.logits, logits), 1),
+                   torch.cat((segment.next_tokens, read), 1), levels)
+
+
 def detach(value: Any) -> Any:
     """``value`` with every tensor inside (tuples and dataclasses, recursively) detached."""
     if isinstance(value, Tensor):
@@ -152,12 +162,7 @@ class TokenClockLM(LanguageModel):
             with torch.enable_grad():  # (slices and cats made under no_grad would lose the graph)
                 levels = self._levels_to_read(weights, outer) if segment is None else segment.levels
                 logits, mixers = self._read(tokens[:, start:end], mixers, levels)  # [b, c, V]
-                if segment is None:
-                    segment = Pending(logits, tokens[:, start + 1 : end], levels)
-                else:
-                    segment = Pending(torch.cat((segment.logits, logits), 1),
-                                      torch.cat((segment.next_tokens, tokens[:, start:end]), 1),
-                                      levels)
+                segment = extend(segment, logits, tokens[:, start:end], levels)
             outputs.append(logits if outer else logits.detach())
             if end < n:  # a boundary: the segment's last target is the next token, in this call
                 self._learn(segment, tokens[:, end : end + 1], grads, outer)
@@ -243,10 +248,6 @@ def read_token_by_token(model: TokenClockLM, tokens: Tensor) -> Tensor:
             fresh = segment is None
             levels = model._levels_to_read(weights, outer=False) if fresh else segment.levels
             logits, mixers = model._read(tokens[:, t : t + 1], mixers, levels)  # [b, 1, V]
-            if fresh:
-                segment = Pending(logits, tokens[:, t + 1 : t + 1], levels)
-            else:
-                segment = Pending(torch.cat((segment.logits, logits), 1),
-                                  torch.cat((segment.next_tokens, tokens[:, t : t + 1]), 1), levels)
+            segment = extend(segment, logits, tokens[:, t : t + 1], levels)
         outputs.append(logits.detach())
     return torch.cat(outputs, dim=1)
