@@ -4,6 +4,7 @@
     python benchmarks/memory_norms.py --tokens 4096      # shorter
     python benchmarks/memory_norms.py --read anchor      # the chunk-start reads instead of causal
     python benchmarks/memory_norms.py --kinds hope --decay-to zero     # eq 88 toward zero weights
+    python benchmarks/memory_norms.py --kinds lmm --decay-to initial   # Titans forgetting toward M_0
     python benchmarks/memory_norms.py --kinds hope --option cms_clock=steps   # faster: no CMS writes
     python benchmarks/memory_norms.py --checkpoint build/cms_clock/cms_clock_tokens.pt   # trained
 
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint", default="", help="a trained model (cms_clock.py --save) instead")
     p.add_argument("--decay-to", default=None, choices=("initial", "zero"),
-                   help="HOPE's decay target (default: the model's)")
+                   help="where LMM and HOPE forgetting pulls (default: each model's)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a model option for every kind, e.g. cms_clock='steps' (repeatable)")
     p.add_argument("--out", default=str(RESULTS))
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'kind':<6} {'stream':<9} {'memory':<14} {'end':>8} {'min':>8} {'max':>8}  finite")
     for kind in ["(checkpoint)"] if args.checkpoint else args.kinds:
         for stream_kind in STREAMS:
-            options = {"decay_to": args.decay_to} if args.decay_to and kind == "hope" else {}
+            options = {"decay_to": args.decay_to} if args.decay_to and kind in ("lmm", "hope") else {}
             options.update(parse_option(text) for text in args.option)
             row = run(kind, stream_kind, args.tokens, args.piece, args.read, 256, args.batch,
                       args.checkpoint, options)

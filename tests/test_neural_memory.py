@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hope_lite import trace
 from hope_lite.layers import NeuralMemory, NeuralMemoryConfig
 
 
@@ -14,9 +15,10 @@ def small(**overrides) -> NeuralMemory:
 
 @pytest.mark.parametrize("memory", ["linear", "mlp"])
 @pytest.mark.parametrize("chunk", [1, 3, 16])
-def test_layer_fast_path_equals_reference(memory, chunk):
-    fast = small(memory=memory, chunk_size=chunk).double()
-    slow = small(memory=memory, chunk_size=chunk, impl="naive").double()
+@pytest.mark.parametrize("decay_to", ["zero", "initial"])
+def test_layer_fast_path_equals_reference(memory, chunk, decay_to):
+    fast = small(memory=memory, chunk_size=chunk, decay_to=decay_to).double()
+    slow = small(memory=memory, chunk_size=chunk, decay_to=decay_to, impl="naive").double()
     slow.load_state_dict(fast.state_dict())
     x = torch.randn(2, 21, 12, dtype=torch.float64)
     y_fast, s_fast = fast(x)
@@ -26,8 +28,9 @@ def test_layer_fast_path_equals_reference(memory, chunk):
 
 
 @pytest.mark.parametrize("cuts", [[5], [4, 8], [1, 2, 3, 17]])
-def test_layer_stream_in_pieces_equals_one_call(cuts):
-    layer = small().double()
+@pytest.mark.parametrize("decay_to", ["zero", "initial"])
+def test_layer_stream_in_pieces_equals_one_call(cuts, decay_to):
+    layer = small(decay_to=decay_to).double()
     x = torch.randn(2, 23, 12, dtype=torch.float64)
     y_all, s_all = layer(x)
     state, pieces, bounds = None, [], [0, *cuts, 23]
@@ -47,8 +50,9 @@ def test_gradients_reach_projections_gates_and_initial_memory():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_layer_gradcheck_float64():
-    layer = small(dim=4, heads=2, memory_expansion=1.0, chunk_size=2).double()
+@pytest.mark.parametrize("decay_to", ["zero", "initial"])
+def test_layer_gradcheck_float64(decay_to):
+    layer = small(dim=4, heads=2, memory_expansion=1.0, chunk_size=2, decay_to=decay_to).double()
     x = torch.randn(1, 5, 4, dtype=torch.float64, requires_grad=True)
     w0 = layer.initial_weights[0]
     assert torch.autograd.gradcheck(lambda x, w: layer(x)[0], (x, w0))
@@ -136,6 +140,45 @@ def test_default_gates_are_stable_and_alive_at_initialisation(stream, memory, ch
     assert torch.isfinite(y).all()
     largest = max(w.abs().max() for w in state.memory.weights)
     assert 1e-3 < largest < 10
+
+
+@pytest.mark.parametrize("decay_to", ["zero", "initial"])
+def test_forgetting_pulls_toward_zero_or_the_initial_memory(decay_to):
+    """alpha ~ 1 and theta ~ 0: each token wipes the memory, to 0 (Titans eq 13) or to M_0."""
+    layer = small(decay_to=decay_to).double()
+    with torch.no_grad():
+        bias = layer.to_gates.bias.view(3, -1)
+        bias[0].fill_(-40.0)  # theta ~ 0: nothing written
+        bias[2].fill_(40.0)  # alpha ~ 1: everything forgotten
+        layer.to_gates.weight.zero_()
+        _, state = layer(torch.randn(2, 6, 12, dtype=torch.float64))
+    target = layer.initial_memory(2) if decay_to == "initial" else None
+    for i, w in enumerate(state.memory.weights):
+        want = torch.zeros_like(w) if target is None else target[i]
+        torch.testing.assert_close(w, want, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("decay_to, low, high", [("initial", 0.3, 3.0), ("zero", 0.0, 0.3)])
+def test_a_repeated_token_keeps_the_scale_only_when_forgetting_toward_the_initial_memory(decay_to, low, high):
+    """4,096 copies of one token: toward zero only the rank-1 map of that key survives (~0.26x,
+    documented); toward M_0 the memory keeps its scale."""
+    torch.manual_seed(0)
+    layer = NeuralMemory(dim=32, heads=2, chunk_size=16, decay_to=decay_to)
+    norm = lambda ws: torch.stack([w.square().sum((-2, -1)) for w in ws]).sum(0).sqrt().mean()
+    with torch.no_grad():
+        before = norm(layer.initial_memory(1))
+        y, state = layer(torch.randn(1, 1, 32).expand(1, 4096, 32).contiguous())
+    ratio = float(norm(state.memory.weights) / before)
+    assert torch.isfinite(y).all() and low <= ratio <= high, ratio
+
+
+def test_a_recorder_snapshots_the_weights_the_memory_reads():
+    """With decay_to="initial" the rule writes W - M_0; the trace shows M_0 + (W - M_0)."""
+    layer = small(decay_to="initial", chunk_size=4)
+    with torch.no_grad(), trace.record(snapshot_every=8) as rec:
+        _, state = layer(torch.randn(1, 8, 12))
+    snapshot = rec.memory_trace(layer.name).snapshots[0][-1]  # [R, out, in] after token 8
+    torch.testing.assert_close(torch.as_tensor(snapshot), state.memory.weights[0], atol=1e-6, rtol=0)
 
 
 def test_theta_range_defaults_follow_the_chunk_size():

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from hope_lite import trace
-from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans, shift
+from hope_lite.layers.self_modifying import SelfModifyingConfig, SelfModifyingTitans
 from hope_lite.memory import CenteredMemory
-from hope_lite.rules import dgd_update_chunked, init_state
+from hope_lite.rules import dgd_update_chunked, init_state, shift
 
 STATIC = dict(adaptive_k=False, adaptive_v=False, adaptive_q=False, adaptive_eta=False,
               adaptive_alpha=False)

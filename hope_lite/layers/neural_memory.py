@@ -22,7 +22,14 @@ That bound is exact for a linear memory only: an MLP memory's curvature grows wi
 the same run still diverged near step 50. So by default every token's surprise is capped,
 u_t <- u_t min(1, 4 / ||u_t||) (not in the paper; titans-pytorch's max_grad_norm is the same idea;
 ||u_t|| is 3-7 at initialisation); with it the run trained 800 steps to loss 0.005.
-``max_surprise=None`` gives the paper's rule exactly. Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05
+``max_surprise=None`` gives the paper's rule exactly. Where forgetting pulls (``decay_to``): Titans eq 13,
+M_t = (1 - alpha_t) M_{t-1} + S_t, decays the weights toward zero (``"zero"``, the default). Only
+the directions a stream keeps writing survive it: reading one token repeated 16,384 times leaves a
+tiny LMM's memory at ~0.26x its initial norm (a rank-1 map from that key; 0.27x with alpha 0.0003),
+random and 8-periodic streams at ~0.63x. ``"initial"`` (our switch, HOPE's default) runs the same
+rule on ``W - M_0`` and reads ``M_0 + (W - M_0)`` (:class:`~hope_lite.memory.CenteredMemory`), so
+forgetting returns the memory to its meta-learned initial state; without forgetting both write the
+same weights. Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05
 with alpha 0.01 gives NaN on a repeated token and forgets random streams to |W| ~ 1e-5 (zero is a
 fixed point of the residual MLP memory's gradient); the defaults above stay finite and alive on
 random, repeated and 8-periodic streams. The outer loop can learn other values within the ranges.
@@ -46,8 +53,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from hope_lite.layers.conv import CausalDepthwiseConv
-from hope_lite.memory import make_memory
-from hope_lite.rules import MemoryState, init_state
+from hope_lite.memory import CenteredMemory, Memory, make_memory
+from hope_lite.rules import DECAY_TARGETS, MemoryState, init_state, shift
 from hope_lite.rules.titans import IMPLS, READS, titans_update
 from hope_lite.validate import check_choice, check_int
 
@@ -69,6 +76,7 @@ class NeuralMemoryConfig:
     checkpoint_chunks: int = 0  # > 0: recompute groups of this many chunks in backward (saves memory)
     impl: str = "scan"  # how the rule runs (equal results): "naive" per-token loop, "chunk", "scan"
     read: str = "causal"  # what token t reads: "causal" M_{t-1} (Titans eq 15) or "anchor" M_chunk-start
+    decay_to: str = "zero"  # where forgetting pulls: "zero" (Titans eq 13) or "initial" (toward M_0)
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.heads < 1:
@@ -84,6 +92,7 @@ class NeuralMemoryConfig:
             check_int(name, value, 1)
         check_choice("impl", self.impl, IMPLS)
         check_choice("read", self.read, READS)
+        check_choice("decay_to", self.decay_to, DECAY_TARGETS)
         if self.max_surprise is not None and not self.max_surprise > 0:
             raise ValueError(f"max_surprise={self.max_surprise!r} must be > 0 or None")
         if self.theta_max is None:
@@ -147,15 +156,20 @@ class NeuralMemory(nn.Module):
             bias[1].fill_(logit(config.eta_init))
             bias[2].fill_(logit(config.alpha_init))
 
-    def initial_state(self, batch: int, device=None, dtype=None) -> NeuralMemoryState:
-        """The learned initial memory for ``batch`` sequences, zero momentum, empty conv cache."""
+    def initial_memory(self, batch: int, device=None, dtype=None) -> tuple[Tensor, ...]:
+        """The learned initial memory M_0 for ``batch`` sequences: ``[b*h, out, in]`` per layer."""
         p = self.initial_weights[0]
         device, dtype = device or p.device, dtype or p.dtype
-        weights = tuple(
+        return tuple(
             w.to(device, dtype).unsqueeze(0).expand(batch, *w.shape).flatten(0, 1)
             for w in self.initial_weights
-        )  # [b*h, out, in]
-        return NeuralMemoryState(init_state(weights), self.conv.empty_cache(batch, device, dtype))
+        )
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> NeuralMemoryState:
+        """The learned initial memory for ``batch`` sequences, zero momentum, empty conv cache."""
+        weights = self.initial_memory(batch, device, dtype)
+        p = weights[0]
+        return NeuralMemoryState(init_state(weights), self.conv.empty_cache(batch, p.device, p.dtype))
 
     def check_state(self, state: NeuralMemoryState, batch: int) -> None:
         """Raise a clear error if ``state`` was made by another configuration or batch size."""
@@ -195,12 +209,20 @@ class NeuralMemory(nn.Module):
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         theta, eta, alpha = self.gates(x)
         cfg = self.config
+        rule = self.rule_memory(b, state.memory.weights[0])  # the rule sees W - M_0 when forgetting pulls toward M_0
         y, memory_state = titans_update(
-            self.memory, state.memory, k, v, q, theta, eta, alpha, cfg.chunk_size, impl=cfg.impl,
-            source=self.name, checkpoint_chunks=cfg.checkpoint_chunks, max_surprise=cfg.max_surprise,
-            read=cfg.read,
+            rule, shift(state.memory, rule, -1), k, v, q, theta, eta, alpha, cfg.chunk_size,
+            impl=cfg.impl, source=self.name, checkpoint_chunks=cfg.checkpoint_chunks,
+            max_surprise=cfg.max_surprise, read=cfg.read,
         )
-        return self.output(y, x), NeuralMemoryState(memory_state, conv_cache)
+        return self.output(y, x), NeuralMemoryState(shift(memory_state, rule, +1), conv_cache)
+
+    def rule_memory(self, batch: int, like: Tensor) -> Memory:
+        """The memory the rule writes: the layer's own (``decay_to="zero"``) or a
+        :class:`CenteredMemory` around M_0 (``"initial"``) on ``like``'s device and dtype."""
+        if self.config.decay_to == "zero":
+            return self.memory
+        return CenteredMemory(self.memory, self.initial_memory(batch, like.device, like.dtype))
 
     def output(self, y: Tensor, x: Tensor) -> Tensor:
         """Memory reads ``y [b*h, n, d]`` to the layer output ``[b, n, D]`` (see :func:`gated_readout`)."""

@@ -75,15 +75,13 @@ from torch import Tensor, nn
 from hope_lite.clock import chunk_segments
 from hope_lite.layers.conv import CausalDepthwiseConv
 from hope_lite.layers.neural_memory import gated_readout, logit
-from hope_lite.memory import Memory, ResidualMLPMemory, Weights
+from hope_lite.memory import ResidualMLPMemory, Weights
 from hope_lite.memory.centered import CenteredMemory
-from hope_lite.rules import MemoryState, init_state
+from hope_lite.rules import DECAY_TARGETS, MemoryState, init_state, shift
 from hope_lite.rules.dgd import IMPLS, READS, dgd_update
 from hope_lite.validate import check_choice, check_int
 
-__all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans", "shift"]
-
-DECAY_TARGETS = ("zero", "initial")
+__all__ = ["SelfModifyingConfig", "SelfModifyingState", "SelfModifyingTitans"]
 
 
 @dataclass
@@ -173,15 +171,6 @@ class SelfModifyingState:
     @property
     def position(self) -> int:
         return self.memory.position
-
-
-def shift(state: MemoryState | None, memory: Memory, sign: int) -> MemoryState | None:
-    """``state`` with ``sign * center`` added to its weights and anchor when ``memory`` is a
-    :class:`CenteredMemory` (momentum is a difference of weights: unchanged)."""
-    if state is None or not isinstance(memory, CenteredMemory):
-        return state
-    move = lambda ws: tuple(w + sign * c for w, c in zip(ws, memory.center))  # noqa: E731
-    return MemoryState(move(state.weights), state.momentum, move(state.anchor), state.position)
 
 
 class SelfModifyingTitans(nn.Module):
@@ -341,7 +330,7 @@ class SelfModifyingTitans(nn.Module):
 
         With ``decay_to="zero"`` the rules get the layer's memory and the states as they are; with
         ``"initial"`` they get :class:`CenteredMemory` s around M_box,0 and the states' deviations
-        ``W - M_box,0`` (:func:`shift`), so their decay pulls toward the initial state.
+        ``W - M_box,0`` (:func:`~hope_lite.rules.shift`), so their decay pulls toward the initial state.
         """
         if self.config.decay_to == "zero":
             return (self.memory, self.memory), state.memory, state.other

@@ -10,7 +10,15 @@ per-token reference beside its chunk-parallel path, equal in float64:
 """
 
 from hope_lite.rules.dgd import dgd_update, dgd_update_chunked, dgd_update_reference
-from hope_lite.rules.state import MemoryState, check_inputs, clip_factor, init_state, surprise_norm
+from hope_lite.rules.state import (
+    DECAY_TARGETS,
+    MemoryState,
+    check_inputs,
+    clip_factor,
+    init_state,
+    shift,
+    surprise_norm,
+)
 from hope_lite.rules.titans import (
     chunk_coefficients,
     titans_update,
@@ -19,6 +27,7 @@ from hope_lite.rules.titans import (
 )
 
 __all__ = [
+    "DECAY_TARGETS",
     "MemoryState",
     "check_inputs",
     "chunk_coefficients",
@@ -27,6 +36,7 @@ __all__ = [
     "dgd_update_chunked",
     "dgd_update_reference",
     "init_state",
+    "shift",
     "surprise_norm",
     "titans_update",
     "titans_update_chunked",

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hope_lite.memory import Memory, Weights
+from hope_lite.memory import CenteredMemory, Memory, Weights
 from hope_lite.validate import check_choice, check_int
 
-__all__ = ["MemoryState", "check_impl", "check_inputs", "clip_factor", "init_state", "surprise_norm"]
+__all__ = ["DECAY_TARGETS", "MemoryState", "check_impl", "check_inputs", "clip_factor", "init_state", "shift", "surprise_norm"]
+
+DECAY_TARGETS = ("zero", "initial")  # where a rule's decay pulls a memory (CenteredMemory: "initial")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,17 @@ class MemoryState:
     momentum: Weights
     anchor: Weights
     position: int = 0
+
+
+def shift(state: MemoryState | None, memory: Memory, sign: int) -> MemoryState | None:
+    """``state`` with ``sign * center`` added to its weights and anchor when ``memory`` is a
+    :class:`~hope_lite.memory.CenteredMemory` (momentum is a difference of weights: unchanged).
+
+    ``sign=-1`` turns a layer's state into the deviations a centered rule writes; ``+1`` back."""
+    if state is None or not isinstance(memory, CenteredMemory):
+        return state
+    move = lambda ws: tuple(w + sign * c for w, c in zip(ws, memory.center))
+    return MemoryState(move(state.weights), state.momentum, move(state.anchor), state.position)
 
 
 def init_state(weights: Weights) -> MemoryState:

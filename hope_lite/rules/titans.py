@@ -326,7 +326,8 @@ def titans_update_chunked(
         if rec is None:
             return None
         return lambda i, err, signals, stacked: _record(
-            rec, source, pos, segments[first + i], err, signals, theta, eta, alpha, stacked
+            rec, source, pos, segments[first + i], err, signals, theta, eta, alpha,
+            memory.full(tuple(x[:, 1] for x in stacked)),
         )
 
     stacked = tuple(torch.stack(sm, 1) for sm in zip(state.momentum, state.weights))  # [B, 2, o, i]
@@ -363,7 +364,7 @@ def titans_update_chunked(
     return torch.cat(outputs, dim=1), MemoryState(weights, momentum, anchor, pos + n)
 
 
-def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked) -> None:
+def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, weights) -> None:
     s, e = segment
     rec.memory_step(
         source,
@@ -375,7 +376,7 @@ def _record(rec, source, pos, segment, err, signals, theta, eta, alpha, stacked)
         alpha=alpha[:, s:e],
     )
     if rec.wants_snapshot(pos + s, pos + e):
-        rec.snapshot(source, pos + e, tuple(x[:, 1] for x in stacked))
+        rec.snapshot(source, pos + e, weights)
 
 
 # --------------------------------------------------------------------------- reference
