@@ -7,7 +7,7 @@
    parameter gradients of NeuralMemory (MLP and linear memory, chunk 16, a stream cut mid-chunk);
    and the chunked path against the per-token reference in float64 on the device.
 2. Layer throughput under bf16 autocast (memory state kept in float32): dim 256, 4 heads of 64,
-   2-layer MLP memory with 4x hidden, chunk 64, batch 1, sequence 16,384 and 262,144; forward and
+   2-layer MLP memory with 4x hidden, chunk 64, causal reads (the default), batch 1, sequence 16,384 and 262,144; forward and
    forward+backward; median of 3 timed runs after a warm-up; peak device memory. At 262,144
    tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16). Baseline in the same
    run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced.
@@ -118,9 +118,9 @@ def peak_mb(device: torch.device) -> float | None:
 def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, scan: bool = True) -> dict:
     torch.manual_seed(0)
     group = 16 if seq > sizes.checkpoint_above else 0
-    # chunk-start reads, which the hand-differentiated scan serves; scan=False, the baseline: every
-    # chunk through autograd (impl="chunk")
-    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group, read="anchor",
+    # the default causal reads through the hand-differentiated scan; scan=False, the baseline:
+    # every chunk through autograd (impl="chunk")
+    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group,
                          impl="scan" if scan else "chunk").to(device)
     x = torch.randn(1, seq, 256, device=device)
 

@@ -246,7 +246,7 @@ def titans_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: T
     - ``"chunk"``: :func:`titans_update_chunked` with every chunk through autograd.
     - ``"scan"``: the same, but whole chunks of the default memory (residual MLP of depth 2) run
       through :func:`~hope_lite.rules.titans_scan.chunk_scan`, whose backward is written by hand.
-      Where the scan does not apply (other memories, causal reads, a chunk cut by the end of a
+      Where the scan does not apply (other memories, a chunk cut by the end of a
       call, an active trace recorder) it falls back to the ``"chunk"`` path, which computes the
       same function.
 
@@ -294,8 +294,7 @@ def titans_update_chunked(
             ||u_t||)`` (not in the paper; titans-pytorch's ``max_grad_norm`` does the same).
         scan: run whole chunks of the default memory through the hand-differentiated scan when
             nothing is recorded (``titans_update(impl="scan")``); False keeps every chunk on
-            autograd (``impl="chunk"``). The scan reads at the anchor: with ``read="causal"``
-            every chunk takes the autograd path.
+            autograd (``impl="chunk"``). The scan covers both reads.
         read: ``"causal"`` (default), token t reads the state just before it, ``y_t = M_{t-1}(q_t)``
             (Titans eq 15), which holds the writes of the earlier tokens of its own chunk (see
             :func:`prefix_coefficients`); or ``"anchor"``, the chunk-start state ``M_anchor(q_t)``.
@@ -339,11 +338,13 @@ def titans_update_chunked(
         y, stacked = _run(memory, stacked, data[:1], state.anchor, recorder(0), max_surprise)
         outputs.append(y)
     group = checkpoint_chunks if checkpoint_chunks and torch.is_grad_enabled() and rec is None else 0
-    if body and scan and read == "anchor" and rec is None and _scannable(memory):  # backward by hand
+    if body and scan and rec is None and _scannable(memory):  # backward by hand
         start, end = segments[head][0], segments[len(data) - tail - 1][1]  # the whole chunks' tokens
-        mix, w = (torch.stack(x, 1) for x in list(zip(*body))[3:5])
+        mix, w, reads = list(zip(*body))[3:6]
+        mix, w = torch.stack(mix, 1), torch.stack(w, 1)
+        reads = tuple(torch.stack(r, 1) for r in zip(*reads)) if read == "causal" else None
         y, stacked = chunk_scan(k[:, start:end], v[:, start:end], q[:, start:end], mix, w, stacked,
-                                max_surprise, group)
+                                max_surprise, group, reads)
         outputs.append(y)
     elif 0 < group < len(body):
         for i in range(0, len(body), group):  # backward recomputes each group from its start state
