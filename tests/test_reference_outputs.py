@@ -1,4 +1,5 @@
-"""Behaviour kept: every tiny model kind computes bitwise what the code before the restructure did.
+"""Behaviour kept: every tiny model kind computes bitwise what the code before the restructure did
+(the entries in ``reference_outputs.REWRITTEN``: what the code did when they were rewritten).
 
 The stored file is written by ``tests/data/reference_outputs.py`` (see there): logits and states of
 a streamed read, and the losses, gradient norms and parameters of 6 training steps.

@@ -38,10 +38,13 @@ class CenteredMemory(Memory):
         return tuple(c + w for c, w in zip(self.center, weights))
 
     def forward_cached(self, weights: Weights, x: Tensor) -> tuple[Tensor, Any]:
-        return self.inner.forward_cached(self.full(weights), x)
+        full = self.full(weights)
+        y, cache = self.inner.forward_cached(full, x)
+        return y, (full, cache)  # the full weights once, for layer_signals too
 
     def layer_signals(self, weights: Weights, cache: Any, dy: Tensor) -> tuple[LayerSignal, ...]:
-        return self.inner.layer_signals(self.full(weights), cache, dy)
+        full, inner = cache
+        return self.inner.layer_signals(full, inner, dy)
 
     def compose(self, x: Tensor, layer: Callable[[int, Tensor], Tensor]) -> Tensor:
         # (center_l + W_l,t) a = center_l a + layer(l, a):  a [B, n, in] -> [B, n, out]

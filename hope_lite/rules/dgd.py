@@ -72,19 +72,23 @@ READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's wri
 
 
 def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, q, eta,
-           alpha, beta, self_target: bool, delta: bool, causal: bool, max_surprise: float | None):
-    """Reads and end state of one segment inside one chunk (module docstring, UT form)."""
-    # y_t = M_anchor(q_t) (NL eq 90); causal reads come after the writes' quantities, below
-    y = memory.forward(anchor, q) if q is not None and not causal else None
-    target = memory.forward(anchor, v) if self_target else v  # vhat_t = M_anchor(v_t) (NL eq 84)
-    pred, cache = memory.forward_cached(anchor, k)
-    err = pred - target  # M_anchor(k_t) - vhat_t: [B, c, d]
+           decays, self_target: bool, delta: bool, causal: bool, max_surprise: float | None):
+    """Reads and end state of one segment inside one chunk (module docstring, UT form);
+    ``decays = (A, P)`` from :func:`_decays`."""
+    c = k.shape[1]
+    # one pass of the memory at the anchor over k, then v (vhat_t = M_anchor(v_t), NL eq 84) and q
+    # (y_t = M_anchor(q_t), NL eq 90); causal reads come after the writes' quantities, below
+    anchor_q = q is not None and not causal
+    out, cache = memory.forward_cached(anchor, torch.cat([k] + [v] * self_target + [q] * anchor_q, 1))
+    target = out[:, c : 2 * c] if self_target else v
+    y = out[:, -c:] if anchor_q else None
+    err = out[:, :c] - target  # M_anchor(k_t) - vhat_t: [B, c, d]
     signals = memory.layer_signals(anchor, cache, err)  # g_l,t = delta_l,t a_l,t^T (halved loss)
     # g_t <- g_t min(1, max_surprise / ||g_t||): the gradient term's rate; DGD's decay keeps eta
     eta_g = eta
     if max_surprise is not None:
         eta_g = eta * clip_factor(surprise_norm(signals) / 2, max_surprise)  # [B, c]
-    A, P = decay_products(alpha), decay_products(beta)  # [B, c+1, c+1]
+    A, P = decays  # [B, c+1, c+1] each
     K = A[..., 1:] @ P[..., 1:, :]  # K[t, 0]: weight of S_0 in W_t; K[t, m]: of -eta_m g_m
     new_w, new_s, terms = [], [], []
     for (dl, a), W0, S0 in zip(signals, weights, momentum):
@@ -115,6 +119,26 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
 
         y = memory.compose(q, layer)
     return y, tuple(new_w), tuple(new_s), err, signals
+
+
+def _decays(alpha: Tensor, beta: Tensor, segments: list[tuple[int, int]]) -> list[tuple[Tensor, ...]]:
+    """``(A, P)`` of every segment from ``alpha, beta [B, n]``: ``decay_products`` of each,
+    ``[B, c+1, c+1]`` (module docstring); the full-length segments in one batched call."""
+
+    def of(a: Tensor, b: Tensor) -> tuple[Tensor, ...]:
+        return decay_products(a), decay_products(b)
+
+    lengths = [e - s for s, e in segments]
+    full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the whole chunks
+    start, end = segments[full[0]][0], segments[full[-1]][1]
+    batched = of(*(g[:, start:end].unflatten(1, (len(full), max(lengths))) for g in (alpha, beta)))
+    out = [None] * len(segments)
+    for j, i in enumerate(full):
+        out[i] = tuple(x[:, j] for x in batched)
+    for i, (s, e) in enumerate(segments):
+        if out[i] is None:  # a partial first or last chunk
+            out[i] = of(alpha[:, s:e], beta[:, s:e])
+    return out
 
 
 def _before(A: Tensor, K: Tensor, W0: Tensor, S0: Tensor, a: Tensor, x: Tensor, b: Tensor) -> Tensor:
@@ -197,11 +221,12 @@ def dgd_update_chunked(
              for x in (k, v, q, eta, alpha_, beta_)]  # split once: slices would each backprop [n]
     weights, momentum, anchor = state.weights, state.momentum, state.anchor
     rec, outputs = trace.active(), []
-    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c in zip(segments, *parts):
+    decays = _decays(alpha_, beta_, segments)
+    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c, decay in zip(segments, *parts, decays):
         if (pos + s) % chunk_size == 0:
             anchor = weights  # a new chunk starts: freeze its anchor
         y, weights, momentum, err, signals = _chunk(
-            memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, alpha_c, beta_c,
+            memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, decay,
             self_target, delta, read == "causal", max_surprise,
         )
         outputs.append(y)
