@@ -1,0 +1,26 @@
+"""The CPU benchmark scripts run end to end at toy sizes and write what they print."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_models_benchmark_reports_every_column(tmp_path, capsys):
+    out = tmp_path / "models.json"
+    load("models").main(["--kinds", "lmm", "--batch", "1", "--seq", "16", "--out", str(out)])
+    rows = {row["kind"]: row for row in json.loads(out.read_text())["rows"]}
+    assert sorted(rows) == ["lmm", "transformer"]  # the baseline is always measured
+    assert rows["transformer"]["ratio"] == 1.0 and rows["transformer"]["flop_rate_ratio"] == 1.0
+    for row in rows.values():
+        assert row["tokens_per_s"] > 0 and row["read_tokens_per_s"] > 0 and row["gflop_per_s"] > 0
+        assert row["aten_ops_per_step"] > 100 and 10 < row["peak_rss_mb"] < 10_000
+    assert "peak RSS MB" in capsys.readouterr().out
