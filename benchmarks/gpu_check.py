@@ -10,9 +10,11 @@
    2-layer MLP memory with 4x hidden, chunk 64, causal reads (the default), batch 1, sequence 16,384 and 262,144; forward and
    forward+backward; median of 3 timed runs after a warm-up; peak device memory. At 262,144
    tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16). Baseline in the same
-   run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced.
-3. Models under bf16 autocast: training-step tokens/s of TransformerLM-small and HopeLM-small
-   (batch 4 x 2,048 tokens), with model FLOPs utilisation: matmul FLOPs of one step
+   run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced,
+   and through titans-pytorch's NeuralMemory (batch_size = chunk) when the ``peers`` extra is installed.
+3. Models under bf16 autocast: training-step tokens/s of TransformerLM-, TitansLM (lmm)- and
+   HopeLM-small (batch 4 x 2,048 tokens), as ratios to the transformer's, with model FLOPs
+   utilisation: matmul FLOPs of one step
    (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
 
 Prints a table and writes benchmarks/results/gpu_check.json (``--out`` elsewhere). Exits 1 if a
@@ -37,6 +39,7 @@ from hope_lite.rules import init_state, titans_update_chunked, titans_update_ref
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets
+MODEL_KINDS = ("transformer", "lmm", "hope")  # the transformer first: the others' baseline
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,31 @@ def peak_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 
 
-def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, scan: bool = True) -> dict:
+def peer_layer(chunk: int) -> torch.nn.Module | None:
+    """titans-pytorch's NeuralMemory at the same sizes (batch_size=chunk: weights refreshed every
+    chunk, as ours), or None when the ``peers`` extra is not installed."""
+    try:
+        from titans_pytorch import NeuralMemory as PeerMemory
+    except ImportError:
+        return None
+    return PeerMemory(dim=256, heads=4, dim_head=64, chunk_size=chunk, batch_size=chunk,
+                      default_model_kwargs=dict(depth=2, expansion_factor=4.0))
+
+
+def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, path: str = "scan") -> dict | None:
+    """The Titans layer's tokens/s along ``path``: "scan" (the default causal reads through the
+    hand-differentiated scan), "autograd" (every chunk through autograd, impl="chunk": the scan's
+    baseline) or "titans_pytorch" (the peer; None if not installed)."""
     torch.manual_seed(0)
     group = 16 if seq > sizes.checkpoint_above else 0
-    # the default causal reads through the hand-differentiated scan; scan=False, the baseline:
-    # every chunk through autograd (impl="chunk")
-    layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group,
-                         impl="scan" if scan else "chunk").to(device)
+    if path == "titans_pytorch":
+        layer = peer_layer(64)
+        if layer is None:
+            return None
+    else:
+        layer = NeuralMemory(dim=256, heads=4, chunk_size=64, checkpoint_chunks=group,
+                             impl="scan" if path == "scan" else "chunk")
+    layer = layer.to(device)
     x = torch.randn(1, seq, 256, device=device)
 
     def step():
@@ -136,7 +157,7 @@ def layer_throughput(seq: int, mode: str, device: torch.device, sizes: Sizes, sc
     step()
     reset_peak(device)
     median = median_seconds(step, sizes.repeats)
-    return dict(seq=seq, mode=mode, path="scan" if scan else "autograd", checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
+    return dict(seq=seq, mode=mode, path=path, checkpoint_chunks=group, tokens_per_s=seq / median, median_s=median,
                 peak_mb=peak_mb(device))
 
 
@@ -202,20 +223,31 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [timed(f"layer {seq} {mode}", layer_throughput, seq, mode, device, sizes)
             for seq in sizes.layer_seqs for mode in ("fwd", "fwdbwd")]
-    rows += [timed(f"layer {sizes.layer_seqs[0]} {mode}, autograd path", layer_throughput, sizes.layer_seqs[0],
-                   mode, device, sizes, False) for mode in ("fwd", "fwdbwd")]
-    models = [timed(f"model {kind}", model_throughput, kind, device, sizes) for kind in ("transformer", "hope")]
+    for path in ("autograd", "titans_pytorch"):  # baselines at the shorter length
+        rows += [timed(f"layer {sizes.layer_seqs[0]} {mode}, {path}", layer_throughput, sizes.layer_seqs[0],
+                       mode, device, sizes, path) for mode in ("fwd", "fwdbwd")]
+    if rows[-1] is None:
+        print("  titans-pytorch not installed (pip install -e '.[peers]'): no peer rows", flush=True)
+    rows = [r for r in rows if r is not None]
+    models = [timed(f"model {kind}", model_throughput, kind, device, sizes) for kind in MODEL_KINDS]
 
     print(f"\n{'seq':>8} {'mode':>7} {'path':>9} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   "
           "(layer, bf16 autocast, chunk 64)")
     for r in rows:
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "n/a"
-        print(f"{r['seq']:>8} {r['mode']:>7} {r['path']:>9} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
-    print(f"\n{'model':>12} {'tok/s':>10} {'TFLOP/s':>8} {'MFU':>6}   ({sizes.model_size}, bf16 autocast, "
-          f"training step, {sizes.model_batch} x {sizes.model_seq})")
+        print(f"{r['seq']:>8} {r['mode']:>7} {r['path']:>14} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
+    seq = sizes.layer_seqs[0]
+    ours = {r["mode"]: r["tokens_per_s"] for r in rows if r["seq"] == seq and r["path"] == "scan"}
+    for path in ("autograd", "titans_pytorch"):
+        for r in rows:
+            if r["path"] == path:
+                print(f"  scan / {path} ({r['mode']}, seq {seq}): {ours[r['mode']] / r['tokens_per_s']:.2f}x")
+    print(f"\n{'model':>12} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6}   ({sizes.model_size}, "
+          f"bf16 autocast, training step, {sizes.model_batch} x {sizes.model_seq})")
+    base = models[0]["tokens_per_s"]
     for m in models:
         mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
-        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tflops']:>8.2f} {mfu:>6}")
+        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tokens_per_s'] / base:>9.3f} {m['tflops']:>8.2f} {mfu:>6}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(device=name, torch=torch.__version__, checks=checks, layer=rows,
                                         models=models), indent=2))

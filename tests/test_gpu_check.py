@@ -21,4 +21,4 @@ def test_gpu_check_smoke_runs_and_writes_results(tmp_path, monkeypatch):
     assert layer == {(s, m, "scan") for s in (256, 1024) for m in ("fwd", "fwdbwd")} | {
         (256, m, "autograd") for m in ("fwd", "fwdbwd")}
     assert all(r["tokens_per_s"] > 0 for r in results["layer"] + results["models"])
-    assert [m["kind"] for m in results["models"]] == ["transformer", "hope"]
+    assert [m["kind"] for m in results["models"]] == ["transformer", "lmm", "hope"]
