@@ -109,7 +109,7 @@ class SelfModifyingConfig:
     use_dgd: bool = True  # False: plain GD, no -eta k k^T term
     momentum: bool = True  # Table 6 "w/o momentum" when False
     weight_decay: bool = True  # False: alpha = 1 and no M_alpha
-    impl: str = "chunk"  # how the DGD rule runs (equal results): "naive" per-token loop or "chunk"
+    impl: str = "scan"  # how DGD runs (equal results): "naive" per-token loop, "chunk" or "scan"
     read: str = "causal"  # what M_memory's token t reads: "causal" M_{t-1} (NL eq 94) or "anchor" (eq 90)
     # where weight decay and DGD's forgetting pull every memory: "initial", toward its meta-learned
     # initial state M_box,0 (our reading for the MLP memory of eq 89), or "zero", eq 88 as printed

@@ -16,8 +16,9 @@ from torch import Tensor
 from hope_lite.memory import CenteredMemory, Memory, Weights
 from hope_lite.validate import check_choice, check_int
 
-__all__ = ["DECAY_TARGETS", "MemoryState", "check_impl", "check_inputs", "clip_factor", "init_state", "shift", "surprise_norm"]
+__all__ = ["DECAY_TARGETS", "READS", "MemoryState", "check_impl", "check_inputs", "clip_factor", "init_state", "shift", "surprise_norm"]
 
+READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's writes included) or M_anchor
 DECAY_TARGETS = ("zero", "initial")  # where a rule's decay pulls a memory (CenteredMemory: "initial")
 
 

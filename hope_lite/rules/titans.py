@@ -46,14 +46,13 @@ from torch.utils.checkpoint import checkpoint
 from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
-from hope_lite.rules.state import MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
+from hope_lite.rules.state import READS, MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
 from hope_lite.rules.titans_scan import chunk_scan
 from hope_lite.validate import check_choice, check_int
 
 __all__ = ["IMPLS", "READS", "chunk_coefficients", "prefix_coefficients", "titans_update", "titans_update_chunked", "titans_update_reference"]
 
 IMPLS = ("naive", "chunk", "scan")  # the implementations of the rule, slowest and plainest first
-READS = ("causal", "anchor")  # what token t reads: M_{t-1} (its own chunk's writes included) or M_anchor
 
 
 # --------------------------------------------------------------------------- checks
