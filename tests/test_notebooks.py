@@ -117,8 +117,11 @@ def test_the_book_has_every_page_link_and_figure(tmp_path):
     pages = sorted(tmp_path.glob("*.html"))
     assert list(figures) == [p.stem for p in NOTEBOOKS] and {p.stem for p in pages} == {"index", *figures}
     for page in pages:
-        for link in re.findall(r'href="([^"#:]+\.html)"', page.read_text(encoding="utf-8")):
+        text = page.read_text(encoding="utf-8")
+        for link in re.findall(r'href="([^"#:]+\.html)"', text):
             assert (tmp_path / link).exists(), f"{page.name} links to a missing {link}"
+        for image in re.findall(r'<img[^>]* src="([^"#:]+)"', text):
+            assert (tmp_path / image).exists(), f"{page.name} shows a missing image {image}"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -9,7 +9,8 @@ figures a cell showed (``application/vnd.plotly.v1+json``, which nbconvert alone
 figures inside its widgets, taken from the notebook's saved widget state (an Output widget's
 plotly outputs, a FigureWidget's data and layout), drawn as they were when the notebook ran, with a
 note that the controls need a kernel. ``index.html`` is the course map (each notebook's title and
-promise); every page links to the index and to the previous and next notebook.
+promise); every page links to the index and to the previous and next notebook. The diagrams the
+notebooks show (``../docs/diagrams/*.svg``) are copied beside the pages as ``diagrams/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import html
 import itertools
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,6 +32,7 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 PLOTLY_WIDGET = "plotly.graph_objs._figurewidget.FigureWidget"
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "book"
+DIAGRAMS = ROOT / "docs" / "diagrams"  # notebooks link them as ../docs/diagrams/NAME.svg
 STYLE = """<style>
 .book-nav { display: flex; justify-content: space-between; gap: 1em; padding: 0.6em 1.2em;
   font: 14px sans-serif; background: #f4f6f8; border-bottom: 1px solid #d0d7de; }
@@ -123,6 +126,8 @@ def build(executed: list[Path], out: Path = OUT) -> dict[str, int]:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
+    if DIAGRAMS.is_dir():
+        shutil.copytree(DIAGRAMS, out / "diagrams", dirs_exist_ok=True)
     pages = [p.stem for p in executed]
     exporter, entries, figures = HTMLExporter(template_name="lab"), [], {}
     for i, path in enumerate(executed):
@@ -130,6 +135,7 @@ def build(executed: list[Path], out: Path = OUT) -> dict[str, int]:
         figures[pages[i]] = make_static(nb)
         entries.append((pages[i], *title_and_promise(nb)))
         body, _ = exporter.from_notebook_node(nb)
+        body = body.replace('src="../docs/diagrams/', 'src="diagrams/')
         (out / f"{pages[i]}.html").write_text(page(body, nav(pages, i)), encoding="utf-8")
     (out / "index.html").write_text(index(entries), encoding="utf-8")
     return figures
