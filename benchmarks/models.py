@@ -89,6 +89,17 @@ def median_times(calls: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(t) for k, t in times.items()}
 
 
+def peak_rss_self_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (reset by exec, unlike ru_maxrss, which a child
+    inherits from the parent it was forked from), or ru_maxrss where /proc is absent."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
 def peak_rss_mb(kind: str, args) -> float:
     """Peak RSS (MB) of a fresh process that builds ``kind`` and runs 3 training steps."""
     command = [sys.executable, __file__, "--rss-of", kind, "--size", args.size, "--batch",
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         step, _ = make_step(args.rss_of, args.size, args.batch, args.seq)
         for _ in range(3):
             step()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KB on Linux
+        print(peak_rss_self_mb())
         return
     if args.repeats < 5:
         p.error(f"--repeats={args.repeats}: use at least 5 for a median worth quoting")
