@@ -29,9 +29,10 @@ tiny LMM's memory at ~0.26x its initial norm (a rank-1 map from that key; 0.27x 
 random and 8-periodic streams at ~0.63x. ``"initial"`` (our switch, HOPE's default) runs the same
 rule on ``W - M_0`` and reads ``M_0 + (W - M_0)`` (:class:`~hope_lite.memory.CenteredMemory`), so
 forgetting returns the memory to its meta-learned initial state; without forgetting both write the
-same weights. Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05
-with alpha 0.01 gives NaN on a repeated token and forgets random streams to |W| ~ 1e-5 (zero is a
-fixed point of the residual MLP memory's gradient); the defaults above stay finite and alive on
+same weights (the hand-written scan serves ``"zero"``; ``"initial"`` runs on the autograd chunk
+path). Measured at initialisation (b = 16 and 64, 4,096 tokens): theta 0.05 with alpha 0.01
+gives NaN on a repeated token and forgets random streams to |W| ~ 1e-5 (zero is a fixed point
+of the residual MLP memory's gradient); the defaults above stay finite and alive on
 random, repeated and 8-periodic streams. The outer loop can learn other values within the ranges.
 Over longer random streams the memory still forgets towards that fixed point, and once its weights
 fall below ~1e-19 the products inside the update are subnormal floats, which x86 CPUs compute many
@@ -209,7 +210,7 @@ class NeuralMemory(nn.Module):
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         theta, eta, alpha = self.gates(x)
         cfg = self.config
-        rule = self.rule_memory(b, state.memory.weights[0])  # the rule sees W - M_0 when forgetting pulls toward M_0
+        rule = self.rule_memory(b, state.memory.weights[0])  # W - M_0 when forgetting pulls to M_0
         y, memory_state = titans_update(
             rule, shift(state.memory, rule, -1), k, v, q, theta, eta, alpha, cfg.chunk_size,
             impl=cfg.impl, source=self.name, checkpoint_chunks=cfg.checkpoint_chunks,
