@@ -259,7 +259,7 @@ def test_dgd_update_dispatches_to_each_impl_and_refuses_others():
     state = init_state(memory.init_weights(2, dtype=torch.float64))
     args = (memory, state, k, v, q, eta, alpha, beta, 4)
     y_naive, s_naive = dgd_update(*args, self_target=True, impl="naive")
-    for impl in ("chunk", "scan"):  # n = 11 at chunk 4: two whole chunks scanned, a cut one on autograd
+    for impl in ("chunk", "scan"):  # n = 11 at chunk 4: two whole chunks and a cut one
         y_fast, s_fast = dgd_update(*args, self_target=True, impl=impl)
         torch.testing.assert_close(y_fast, y_naive, atol=1e-10, rtol=0)
         assert_states_close(s_fast, s_naive)

@@ -7,7 +7,7 @@ per-token reference beside its chunk-parallel path, equal in float64:
   :mod:`hope_lite.rules.titans_scan` runs its whole chunks with a backward written by hand.
 - :mod:`hope_lite.rules.dgd`: Delta Gradient Descent with weight decay and momentum
   (NL eq 56-57, 86-88, 90, 93), the rule of self-modifying Titans and HOPE;
-  :mod:`hope_lite.rules.dgd_scan` runs its whole chunks with a backward written by hand.
+  :mod:`hope_lite.rules.dgd_scan` runs its chunks with a backward written by hand.
 """
 
 from hope_lite.rules.dgd import dgd_update, dgd_update_chunked, dgd_update_reference

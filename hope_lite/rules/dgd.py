@@ -60,7 +60,14 @@ from hope_lite import trace
 from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import Memory, Weights
 from hope_lite.rules.dgd_scan import dgd_scan, scannable
-from hope_lite.rules.state import READS, MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
+from hope_lite.rules.state import (
+    READS,
+    MemoryState,
+    check_impl,
+    check_inputs,
+    clip_factor,
+    surprise_norm,
+)
 from hope_lite.validate import check_choice
 
 __all__ = ["IMPLS", "READS", "dgd_update", "dgd_update_chunked", "dgd_update_reference"]
@@ -155,7 +162,7 @@ def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tens
 
     ``"naive"`` is :func:`dgd_update_reference` (it records no trace: ``source`` does not apply),
     ``"chunk"`` is :func:`dgd_update_chunked` with every chunk on autograd and ``"scan"`` the same
-    with whole chunks of the default memory through :func:`~hope_lite.rules.dgd_scan.dgd_scan`
+    with the whole call of the default memory through :func:`~hope_lite.rules.dgd_scan.dgd_scan`
     (backward by hand). The arguments are those of
     :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``,
     ``source``, ``read`` and ``max_surprise``.
@@ -208,14 +215,18 @@ def dgd_update_chunked(
             the same triangular quantities; or ``"anchor"``, the chunk-start state (NL eq 90).
         max_surprise: if set, each token's gradient is capped, ``g_t <- g_t min(1, max_surprise /
             ||g_t||_F)`` (not in the paper; DGD's decay terms are not capped). None: eq 88 exactly.
-        scan: run the whole chunks of the default memory (plain or centered) through
-            :func:`~hope_lite.rules.dgd_scan.dgd_scan`, the same arithmetic with a backward written
-            by hand, when nothing is recorded (``dgd_update(impl="scan")``); the chunks a call's
-            ends cut stay on autograd. False keeps every chunk on autograd (``impl="chunk"``).
+        scan: run the whole call through :func:`~hope_lite.rules.dgd_scan.dgd_scan`, the same
+            arithmetic with a backward written by hand, when the memory is the default one (plain
+            or centered) and nothing is recorded (``dgd_update(impl="scan")``). False keeps every
+            chunk on autograd (``impl="chunk"``).
 
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
     """
+    rec = trace.active()
+    if scan and rec is None and scannable(memory):  # backward by hand; it checks the inputs
+        return dgd_scan(memory, state, k, v, q, eta, alpha, beta, chunk_size,
+                        self_target=self_target, delta=delta, read=read, max_surprise=max_surprise)
     check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
     check_choice("read", read, READS)
     n, pos = k.shape[1], state.position
@@ -228,28 +239,12 @@ def dgd_update_chunked(
     parts = [x.split(lengths, 1) if x is not None else [None] * len(segments)
              for x in (k, v, q, eta, alpha_, beta_)]  # split once: slices would each backprop [n]
     weights, momentum, anchor = state.weights, state.momentum, state.anchor
-    rec, outputs = trace.active(), []
-    whole = [i for i, (s, e) in enumerate(segments) if e - s == chunk_size]  # contiguous
-    scanned = range(0)  # the whole chunks that dgd_scan runs (backward by hand)
-    if scan and rec is None and whole and scannable(memory):
-        scanned = range(whole[0], whole[-1] + 1)
-    decays = _decays(alpha_, beta_, segments) if not scanned else None
-    for i, ((s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c) in enumerate(zip(segments, *parts)):
-        if i in scanned:
-            if i == scanned.start:
-                a, b = s, segments[scanned[-1]][1]
-                y, scan_state = dgd_scan(
-                    memory, MemoryState(weights, momentum, weights, pos + a), k[:, a:b], v[:, a:b],
-                    q[:, a:b] if q is not None else None, eta[:, a:b], alpha_[:, a:b] if alpha is not None
-                    else None, beta[:, a:b] if beta is not None else None, chunk_size,
-                    self_target=self_target, delta=delta, read=read, max_surprise=max_surprise,
-                )
-                outputs.append(y)
-                weights, momentum = scan_state.weights, scan_state.momentum
-            continue
+    outputs = []
+    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c, decay in zip(
+        segments, *parts, _decays(alpha_, beta_, segments)
+    ):
         if (pos + s) % chunk_size == 0:
             anchor = weights  # a new chunk starts: freeze its anchor
-        decay = decays[i] if decays is not None else _decays(alpha_c, beta_c, [(0, e - s)])[0]
         y, weights, momentum, err, signals = _chunk(
             memory, anchor, weights, momentum, k_c, v_c, q_c, eta_c, decay,
             self_target, delta, read == "causal", max_surprise,

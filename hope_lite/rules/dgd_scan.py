@@ -1,15 +1,18 @@
-"""Whole chunks of DGD for the default memory, differentiated by hand.
+"""A whole call of DGD for the default memory, differentiated by hand.
 
 :func:`hope_lite.rules.dgd.dgd_update_chunked` lets autograd record every small operation of every
 chunk. :func:`dgd_scan` computes the same function (outputs and final state) for the residual MLP
 memory of depth 2 with SiLU and no norm (NL eq 89, ``memory.is_default``), or a
-:class:`~hope_lite.memory.CenteredMemory` around it, over whole chunks that start at a chunk
-boundary, as one :class:`DGDScan` node: the forward runs the chunks with no graph and keeps each
-chunk's activations, and the backward below walks the chunks in reverse. It agrees with the
-autograd path in float64, outputs and every gradient (tests/test_dgd_scan.py).
+:class:`~hope_lite.memory.CenteredMemory` around it, over any call: a first segment that may start
+inside a chunk (it takes its gradients and anchor reads at ``state.anchor``), whole chunks, and a
+last segment that may end inside one, as one :class:`DGDScan` node: the forward runs the segments
+with no graph and keeps each one's activations, and the backward below walks them in reverse. It
+agrees with the autograd path in float64, outputs, final state and every gradient, the anchor's
+included (tests/test_dgd_scan.py).
 
-One chunk of c tokens, per memory, from ``(W_l, S_l)`` at the anchor (``F_l = center_l + W_l``,
-``F_l = W_l`` without a center; ``M(x) = x + F_1 silu(F_0 x)``, layer 0 first as stored):
+One segment of c tokens, per memory, from the start state ``(W_l, S_l)`` and the anchor ``Wa_l``
+(the start state unless the segment starts inside a chunk; ``F_l = center_l + Wa_l``,
+``F_l = Wa_l`` without a center; ``M(x) = x + F_1 silu(F_0 x)``, layer 0 first as stored):
 
     Z = X F_0^T,  H = silu(Z),  Out = X + H F_1^T          X = [k; v (self_target); q (anchor read)]
     E = Out_k - vhat,  D = (E F_1) * silu'(Z_k)             layer signals (NL eq 29-31, 86)
@@ -17,29 +20,30 @@ One chunk of c tokens, per memory, from ``(W_l, S_l)`` at the anchor (``F_l = ce
     x_l = eta f delta_l,  (delta_0, a_0) = (D, k),  (delta_1, a_1) = (E, H_k)
     S_l,c = P[c,0] S_l - sum_m P[c,m] x_m a_m^T                     (eta_t g_t = x_t a_t^T)
     W_l,c = A[c,0] W_l + K[c,0] S_l - sum_m K[c,m] x_m a_m^T - sum_i A[c,i] eta_i r_i ah_i^T
-                                                                    (NL eq 88, over the chunk)
+                                                                    (NL eq 88, over the segment)
     (I + L) r = base(ah),  L[t,i] = A[t-1,i] eta_i ah_i.ah_t,  ah = a / ||a||       (delta only)
     read_l(b)_t = A[t-1,0] W_l b_t + K[t-1,0] S_l b_t - sum_m K[t-1,m] (a_m.b_t) x_m
                   - sum_i A[t-1,i] eta_i (ah_i.b_t) r_i + center_l b_t   (the delta and center
                   terms for causal reads only; base = read_l(ah) without them)
     y = q + read_1(silu(read_0(q)))   (NL eq 94, read="causal")   or  y = Out_q   (NL eq 90)
 
-with ``A, P = decay_products(alpha), decay_products(beta)`` and ``K = A[:, 1:] P[1:, :]`` as in
-:mod:`hope_lite.rules.dgd` (whose docstring has the derivation). The backward of the triangular
+with ``A, P = decay_products(alpha), decay_products(beta)`` over the segment and
+``K = A[:, 1:] P[1:, :]`` as in :mod:`hope_lite.rules.dgd` (whose docstring has the derivation);
+consecutive segments of one length share batched coefficients. The backward of the triangular
 solve is the transposed solve: ``dbase = (I + L)^-T dr`` and ``dL = -dbase r^T``.
 
-Memory: the forward keeps every chunk's start state and activations (``O(c^2 + c (d + h))`` per
-chunk and memory, about what the autograd path keeps) instead of recomputing them in the backward.
-The anchor of the input state is not read: at a chunk boundary it equals the weights. Autocast
-is off inside: the arithmetic stays in the inputs' dtype. No :mod:`hope_lite.trace` events are
-recorded.
+Memory: the forward keeps every segment's start state and activations (``O(c^2 + c (d + h))`` per
+segment and memory, about what the autograd path keeps) instead of recomputing them in the
+backward. The input anchor is read only when the call starts inside a chunk. Autocast is off
+inside: the arithmetic stays in the inputs' dtype. No :mod:`hope_lite.trace` events are recorded.
 
-Index letters: B memories (batch x heads), n tokens, nc chunks, c tokens in a chunk, d features,
-h hidden features, out / in a layer's sizes.
+Index letters: B memories (batch x heads), n tokens, m segments of one length, c tokens in a
+segment, d features, h hidden features, out / in a layer's sizes.
 """
 
 from __future__ import annotations
 
+from itertools import groupby
 from typing import NamedTuple
 
 import torch
@@ -47,9 +51,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from hope_lite.clock import decay_products
+from hope_lite.clock import chunk_segments, decay_products
 from hope_lite.memory import CenteredMemory, Memory, ResidualMLPMemory, Weights
 from hope_lite.rules.state import READS, MemoryState, check_inputs
+from hope_lite.rules.titans_scan import rowdot, silu_grad
 from hope_lite.validate import check_choice
 
 __all__ = ["DGDScan", "dgd_scan", "scannable"]
@@ -68,7 +73,7 @@ class _Options(NamedTuple):
 
 
 class _Coefs(NamedTuple):
-    """A chunk's scalar weights from ``A, P, K [.., c+1, c+1]`` and ``eta [.., c]``."""
+    """A segment's scalar weights from ``A, P, K [.., c+1, c+1]`` and ``eta [.., c]``."""
 
     a0: Tensor  # A[t-1, 0]: [.., c, 1]
     k0: Tensor  # K[t-1, 0]: [.., c, 1]
@@ -83,7 +88,7 @@ class _Coefs(NamedTuple):
 
 
 def _coefs(A: Tensor, P: Tensor, K: Tensor, eta: Tensor) -> _Coefs:
-    """The fields of :class:`_Coefs`, for one chunk or a stack of chunks (leading dims ``..``)."""
+    """The fields of :class:`_Coefs`, for one segment or a stack of them (leading dims ``..``)."""
     return _Coefs(
         a0=A[..., :-1, :1], k0=K[..., :-1, :1], Ks=K[..., :-1, 1:],
         AE=A[..., :-1, 1:] * eta.unsqueeze(-2),
@@ -120,23 +125,13 @@ def _decay_backward(g: Tensor, Pm: Tensor, dPm: Tensor) -> Tensor:
     return torch.where(g >= tiny, dlog / g.clamp_min(tiny), torch.zeros_like(g))
 
 
-def _silu_grad(dy: Tensor, z: Tensor) -> Tensor:
-    """``dy * silu'(z)`` in one kernel."""
-    return torch.ops.aten.silu_backward(dy, z)
-
-
-def _rowdot(a: Tensor, b: Tensor) -> Tensor:
-    """``sum_j a[..., j] b[..., j]``."""
-    return torch.linalg.vecdot(a, b)
-
-
 def _acc(grads: dict[str, Tensor], name: str, value: Tensor) -> None:
     """``grads[name] += value``, starting from ``value``."""
     grads[name] = grads[name] + value if name in grads else value
 
 
 class _Layer(NamedTuple):
-    """One memory layer in one chunk: its start state and what its write used."""
+    """One memory layer in one segment: its start state and what its write used."""
 
     W: Tensor  # [B, out, in]
     S: Tensor  # [B, out, in]
@@ -187,8 +182,8 @@ def _read_backward(co: _Coefs, lay: _Layer, cache: _ReadCache, g: Tensor, grads:
     ``grads`` and the coefficients' to ``dco``."""
     b, bW, bS, ba, M3, bh, M4, centered = cache
     ga, gk = co.a0 * g, co.k0 * g
-    _acc(dco, "a0", _rowdot(g, bW).unsqueeze(-1))
-    _acc(dco, "k0", _rowdot(g, bS).unsqueeze(-1))
+    _acc(dco, "a0", rowdot(g, bW).unsqueeze(-1))
+    _acc(dco, "k0", rowdot(g, bS).unsqueeze(-1))
     _acc(grads, "W", torch.bmm(ga.mT, b))
     _acc(grads, "S", torch.bmm(gk.mT, b))
     db = torch.baddbmm(torch.bmm(ga, lay.W), gk, lay.S)
@@ -212,13 +207,13 @@ def _read_backward(co: _Coefs, lay: _Layer, cache: _ReadCache, g: Tensor, grads:
 
 
 class _Saved(NamedTuple):
-    """A chunk's activations for the backward."""
+    """A segment's activations for the backward."""
 
     X: Tensor  # [B, c', d], c' = c, 2c or 3c rows
     Z: Tensor  # [B, c', h]
     H: Tensor  # [B, c', h]
     PE: Tensor  # E F_1: [B, c, h]
-    full: Weights  # F_0, F_1
+    full: Weights  # F_0, F_1 (at the anchor)
     eta_g: Tensor  # [B, c]
     clip: tuple[Tensor, ...] | None  # f, ||g||, |k|^2, |D|^2, |E|^2, |H_k|^2: [B, c] each
     layers: tuple[_Layer, _Layer]
@@ -226,12 +221,13 @@ class _Saved(NamedTuple):
     read: tuple[Tensor, _ReadCache, _ReadCache] | None  # causal: z_q, caches of read_0, read_1
 
 
-def _chunk(opt: _Options, co: _Coefs, W: Weights, S: Weights, center: Weights | None, k: Tensor,
-           v: Tensor, q: Tensor | None, eta: Tensor
+def _chunk(opt: _Options, co: _Coefs, anchor: Weights, W: Weights, S: Weights,
+           center: Weights | None, k: Tensor, v: Tensor, q: Tensor | None, eta: Tensor
            ) -> tuple[Tensor | None, Weights, Weights, _Saved]:
-    """One chunk (module docstring): ``(y [B, c, d] or None, W_c, S_c, saved)``."""
+    """One segment inside one chunk (module docstring), its gradients and anchor reads at
+    ``anchor``, its writes from ``(W, S)``: ``(y [B, c, d] or None, W_c, S_c, saved)``."""
     c = k.shape[1]
-    full = W if center is None else tuple(cl + wl for cl, wl in zip(center, W))
+    full = anchor if center is None else tuple(cl + al for cl, al in zip(center, anchor))
     X = torch.cat([k] + [v] * opt.self_target + [q] * opt.anchor_read, 1)
     Z = torch.bmm(X, full[0].mT)  # [B, c', h]
     H = F.silu(Z)
@@ -239,10 +235,10 @@ def _chunk(opt: _Options, co: _Coefs, W: Weights, S: Weights, center: Weights | 
     E = out[:, :c] - (out[:, c : 2 * c] if opt.self_target else v)  # M_anchor(k_t) - vhat_t (eq 84)
     Zk, Hk = Z[:, :c], H[:, :c]
     PE = torch.bmm(E, full[1])
-    D = _silu_grad(PE, Zk)  # delta_0: [B, c, h]
+    D = silu_grad(PE, Zk)  # delta_0: [B, c, h]
     eta_g, clip = eta, None
     if opt.max_surprise is not None:  # g_t <- g_t min(1, max_surprise / ||g_t||); decay keeps eta
-        sqs = (_rowdot(k, k), _rowdot(D, D), _rowdot(E, E), _rowdot(Hk, Hk))
+        sqs = (rowdot(k, k), rowdot(D, D), rowdot(E, E), rowdot(Hk, Hk))
         gnorm = (sqs[1] * sqs[0] + sqs[2] * sqs[3]).clamp_min(torch.finfo(k.dtype).tiny).sqrt()
         f = (opt.max_surprise / gnorm).clamp(max=1.0)
         eta_g = eta * f
@@ -277,16 +273,17 @@ def _chunk(opt: _Options, co: _Coefs, W: Weights, S: Weights, center: Weights | 
 
 
 class _ChunkGrads(NamedTuple):
-    """What :func:`_chunk_backward` returns: the gradients of one chunk's inputs."""
+    """What :func:`_chunk_backward` returns: the gradients of one segment's inputs."""
 
-    W: Weights  # of the chunk's start state
+    W: Weights  # of the segment's start state, through its writes and causal reads
     S: Weights
+    anchor: Weights  # through the gradients and anchor reads
     center: Weights | None
     k: Tensor  # [B, c, d]
     v: Tensor
     q: Tensor | None
     eta: Tensor  # [B, c], without the part through the coefficients
-    coefs: dict[str, Tensor]  # of the fields of _Coefs that the chunk used
+    coefs: dict[str, Tensor]  # of the fields of _Coefs that the segment used
 
 
 def _chunk_backward(opt: _Options, co: _Coefs, sv: _Saved, k: Tensor, eta: Tensor,
@@ -302,19 +299,19 @@ def _chunk_backward(opt: _Options, co: _Coefs, sv: _Saved, k: Tensor, eta: Tenso
         g["W"] = co.ac * dWl
         g["S"] = co.kc * dWl + co.pc * dSl
         aW, aS = torch.bmm(lay.a, dWl.mT), torch.bmm(lay.a, dSl.mT)  # [B, c, out]
-        _acc(dco, "Kc", -_rowdot(lay.x, aW).unsqueeze(-1))
-        _acc(dco, "Pc", -_rowdot(lay.x, aS).unsqueeze(-1))
+        _acc(dco, "Kc", -rowdot(lay.x, aW).unsqueeze(-1))
+        _acc(dco, "Pc", -rowdot(lay.x, aS).unsqueeze(-1))
         g["x"] = -(co.Kc * aW + co.Pc * aS)
         g["a"] = -torch.baddbmm(torch.bmm(co.Kc * lay.x, dWl), co.Pc * lay.x, dSl)
         if opt.delta:
             hW = torch.bmm(lay.ah, dWl.mT)
-            _acc(dco, "rho", -_rowdot(lay.r, hW).unsqueeze(-1))
+            _acc(dco, "rho", -rowdot(lay.r, hW).unsqueeze(-1))
             g["r"] = -co.rho * hW
             g["ah"] = -torch.bmm(co.rho * lay.r, dWl)
     dq = None
     if opt.causal:  # y = q + read_1(silu(read_0(q)))
         zq, cache0, cache1 = sv.read
-        dzq = _silu_grad(_read_backward(co, sv.layers[1], cache1, dy, grads[1], dco), zq)
+        dzq = silu_grad(_read_backward(co, sv.layers[1], cache1, dy, grads[1], dco), zq)
         dq = dy + _read_backward(co, sv.layers[0], cache0, dzq, grads[0], dco)
     if opt.delta:
         for lay, g, base in zip(sv.layers, grads, sv.bases):
@@ -327,13 +324,13 @@ def _chunk_backward(opt: _Options, co: _Coefs, sv: _Saved, k: Tensor, eta: Tenso
             dah = g["ah"] + _read_backward(co, lay, base, dbase, g, dco)
             dah = torch.baddbmm(dah, dHH + dHH.mT, lay.ah)
             # ah = a / max(||a||, EPS)
-            proj = torch.where(lay.norm >= EPS, _rowdot(lay.ah, dah).unsqueeze(-1), 0.0)
+            proj = torch.where(lay.norm >= EPS, rowdot(lay.ah, dah).unsqueeze(-1), 0.0)
             g["a"] = g["a"] + (dah - proj * lay.ah) / lay.norm.clamp_min(EPS)
     D, E, Hk = sv.layers[0].delta, sv.layers[1].delta, sv.layers[1].a
     # x_l = eta_g delta_l
     dD = sv.eta_g.unsqueeze(-1) * grads[0]["x"]
     dE = sv.eta_g.unsqueeze(-1) * grads[1]["x"]
-    deta = _rowdot(grads[0]["x"], D) + _rowdot(grads[1]["x"], E)  # d eta_g
+    deta = rowdot(grads[0]["x"], D) + rowdot(grads[1]["x"], E)  # d eta_g
     dk, dHk = grads[0]["a"], grads[1]["a"]
     if sv.clip is not None:  # eta_g = eta f, f = min(1, max_surprise / sqrt(sq))
         f, gnorm, kk, dd, ee, hh = sv.clip
@@ -347,13 +344,13 @@ def _chunk_backward(opt: _Options, co: _Coefs, sv: _Saved, k: Tensor, eta: Tenso
     Zk = sv.Z[:, :c]
     sg = torch.sigmoid(Zk)
     dZk = dD * sv.PE * (sg - sg * sg) * (2 + Zk * (1 - 2 * sg))  # silu''
-    dPE = _silu_grad(dD, Zk)
+    dPE = silu_grad(dD, Zk)
     dE = torch.baddbmm(dE, dPE, sv.full[1].mT)
     # Out = X + H F_1^T, H = silu(Z), Z = X F_0^T; E = Out_k - vhat
     dOut = torch.cat([dE] + [-dE] * opt.self_target + [dy] * opt.anchor_read, 1)
     dH = torch.bmm(dOut, sv.full[1])
     dH[:, :c] += dHk
-    dZ = _silu_grad(dH, sv.Z)
+    dZ = silu_grad(dH, sv.Z)
     dZ[:, :c] += dZk
     dX = torch.baddbmm(dOut, dZ, sv.full[0])
     dF = (torch.bmm(dZ.mT, sv.X), torch.baddbmm(torch.bmm(E.mT, dPE), dOut.mT, sv.H))  # of F_0, F_1
@@ -363,79 +360,121 @@ def _chunk_backward(opt: _Options, co: _Coefs, sv: _Saved, k: Tensor, eta: Tenso
     dcenter = None
     if sv.layers[0].center is not None:
         dcenter = tuple(df + g["center"] if "center" in g else df for g, df in zip(grads, dF))
-    return _ChunkGrads(tuple(g["W"] + df for g, df in zip(grads, dF)), tuple(g["S"] for g in grads),
-                       dcenter, dk + dX[:, :c], dv, dq, deta, dco)
+    return _ChunkGrads(tuple(g["W"] for g in grads), tuple(g["S"] for g in grads), dF, dcenter,
+                       dk + dX[:, :c], dv, dq, deta, dco)
+
+
+class _Run(NamedTuple):
+    """``m`` consecutive segments of ``c`` tokens: their decays and coefficients, batched."""
+
+    m: int
+    c: int
+    A: Tensor  # [B, m, c+1, c+1]
+    P: Tensor
+    K: Tensor
+    coefs: _Coefs  # fields [B, m, ..]
+
+
+def _by_run(x: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor]:
+    """``x [B, n]`` cut into ``[B, m, c]`` for each run of ``m`` segments of ``c`` tokens."""
+    parts = x.split([m * c for m, c in sizes], 1)
+    return [part.unflatten(1, mc) for part, mc in zip(parts, sizes)]
 
 
 class DGDScan(torch.autograd.Function):
-    """Whole chunks of DGD as one autograd node; see :func:`dgd_scan`.
+    """A call of DGD as one autograd node; see :func:`dgd_scan`.
 
-    Inputs after the options: ``k, v [B, n, d]``, ``q [B, n, d]`` or None, ``eta [B, n]``,
-    ``alpha, beta [B, n]`` or None, the state's weights and momentum (two layers each) and the two
-    center tensors (None without a center). Outputs: ``y`` (None without q), ``W_0, W_1, S_0, S_1``.
+    Inputs after the options (``lengths``: the segments' token counts, ``keep_open``: also return
+    the last segment's start weights, the anchor of the chunk the call leaves open): ``k, v
+    [B, n, d]``, ``q [B, n, d]`` or None, ``eta [B, n]``, ``alpha, beta [B, n]`` or None, the
+    state's weights and momentum (two layers each), the two center tensors (None without a center)
+    and the first segment's anchor (None when it starts at a chunk boundary: the weights).
+    Outputs: ``y`` (None without q), ``W_0, W_1, S_0, S_1`` and the open anchor (None, None unless
+    ``keep_open``).
     """
 
     @staticmethod
-    def forward(ctx, opt: _Options, chunk_size: int, save: bool, k, v, q, eta, alpha, beta,
-                w0, w1, s0, s1, c0, c1):
-        nc, c = k.shape[1] // chunk_size, chunk_size
+    def forward(ctx, opt: _Options, lengths: tuple[int, ...], keep_open: bool, save: bool, k, v, q,
+                eta, alpha, beta, w0, w1, s0, s1, c0, c1, a0, a1):
         with torch.autocast(k.device.type, enabled=False):  # the inputs' dtype throughout
             alpha_ = torch.ones_like(eta) if alpha is None else alpha
             beta_ = torch.zeros_like(eta) if beta is None else beta
-            # [B, nc, c+1, c+1] each
-            A, P = (decay_products(g.unflatten(1, (nc, c))) for g in (alpha_, beta_))
-            K = A[..., 1:] @ P[..., 1:, :]
-            coefs = _coefs(A, P, K, eta.unflatten(1, (nc, c)))
+            sizes = [(len(list(group)), c) for c, group in groupby(lengths)]  # (m, c) per run
+            runs = []
+            for (m, c), a, b, e in zip(sizes, *(_by_run(x, sizes) for x in (alpha_, beta_, eta))):
+                A, P = decay_products(a), decay_products(b)  # [B, m, c+1, c+1] each
+                K = A[..., 1:] @ P[..., 1:, :]
+                runs.append(_Run(m, c, A, P, K, _coefs(A, P, K, e)))
             center = None if c0 is None else (c0, c1)
-            W, S = (w0, w1), (s0, s1)
+            W, S, opened = (w0, w1), (s0, s1), (None, None)
             ys, saved = [], []
-            parts = [x.split(c, 1) if x is not None else [None] * nc for x in (k, v, q, eta)]
-            for j, (kj, vj, qj, ej) in enumerate(zip(*parts)):
-                co = _Coefs(*(x[:, j] for x in coefs))
-                y, W, S, sv = _chunk(opt, co, W, S, center, kj, vj, qj, ej)
+            parts = [x.split(lengths, 1) if x is not None else [None] * len(lengths)
+                     for x in (k, v, q, eta)]
+            coefs = [_Coefs(*(x[:, j] for x in run.coefs)) for run in runs for j in range(run.m)]
+            for j, (co, kj, vj, qj, ej) in enumerate(zip(coefs, *parts)):
+                anchor = (a0, a1) if j == 0 and a0 is not None else W  # later ones start a chunk
+                if keep_open and j == len(lengths) - 1:
+                    opened = W
+                y, W, S, sv = _chunk(opt, co, anchor, W, S, center, kj, vj, qj, ej)
                 ys.append(y)
                 if save:
                     saved.append(sv)
             if save:
-                ctx.save_for_backward(k, eta, alpha_, beta_, A, P, K)
-                ctx.opt, ctx.chunks = opt, saved
+                ctx.save_for_backward(k, eta, alpha_, beta_)
+                ctx.opt, ctx.lengths, ctx.keep_open = opt, lengths, keep_open
+                ctx.runs, ctx.coefs, ctx.segments, ctx.anchored = runs, coefs, saved, a0 is not None
             y = torch.cat(ys, 1) if q is not None else None
-        return y, *W, *S
+        return y, *W, *S, *opened
 
     @staticmethod
     @once_differentiable  # the backward is written by hand: no graph through it
-    def backward(ctx, dy, dw0, dw1, ds0, ds1):
-        k, eta, alpha, beta, A, P, K = ctx.saved_tensors
+    def backward(ctx, dy, dw0, dw1, ds0, ds1, do0, do1):
+        k, eta, alpha, beta = ctx.saved_tensors
         with torch.autocast(k.device.type, enabled=False):
-            nc, c = A.shape[1], A.shape[-1] - 1
             # an expanded incoming gradient (of a sum) would make every batched product loop over B
             dy = None if dy is None else dy.contiguous()
-            dw0, dw1, ds0, ds1 = (g.contiguous() for g in (dw0, dw1, ds0, ds1))
-            coefs = _coefs(A, P, K, eta.unflatten(1, (nc, c)))
-            ks, etas = k.split(c, 1), eta.split(c, 1)
-            dys = dy.split(c, 1) if dy is not None else [None] * nc
-            dW, dS, dC, per_chunk = (dw0, dw1), (ds0, ds1), None, []
-            for j in reversed(range(nc)):
-                co = _Coefs(*(x[:, j] for x in coefs))
-                g = _chunk_backward(ctx.opt, co, ctx.chunks[j], ks[j], etas[j], dys[j], dW, dS)
+            dW, dS = (dw0.contiguous(), dw1.contiguous()), (ds0.contiguous(), ds1.contiguous())
+            lengths, runs, coefs = ctx.lengths, ctx.runs, ctx.coefs
+            ks, etas = k.split(lengths, 1), eta.split(lengths, 1)
+            dys = dy.split(lengths, 1) if dy is not None else [None] * len(lengths)
+            dC = dA0 = None
+            per_segment = []
+            for j in reversed(range(len(lengths))):
+                g = _chunk_backward(ctx.opt, coefs[j], ctx.segments[j], ks[j], etas[j], dys[j],
+                                    dW, dS)
                 dW, dS = g.W, g.S
-                dC = g.center if dC is None else tuple(a + b for a, b in zip(dC, g.center))
-                per_chunk.append(g)
-            per_chunk.reverse()
-            cat = lambda name: torch.cat([getattr(g, name) for g in per_chunk], 1)
-            used = per_chunk[0].coefs  # the same fields in every chunk; the others have gradient 0
-            dco = _Coefs(*(torch.stack([g.coefs[name] for g in per_chunk], 1) if name in used
-                           else torch.zeros_like(x) for name, x in zip(_Coefs._fields, coefs)))
-            dA, dP, deta = _coefs_backward(A, P, K, eta.unflatten(1, (nc, c)), dco)
-            dalpha = dbeta = None
-            if ctx.needs_input_grad[7]:
-                dalpha = _decay_backward(alpha.unflatten(1, (nc, c)), A, dA).flatten(1)
-            if ctx.needs_input_grad[8]:
-                dbeta = _decay_backward(beta.unflatten(1, (nc, c)), P, dP).flatten(1)
+                if j == 0 and ctx.anchored:
+                    dA0 = g.anchor
+                else:  # the segment's anchor is its start state
+                    dW = tuple(map(torch.add, dW, g.anchor))
+                if ctx.keep_open and j == len(lengths) - 1:  # the open anchor: this start state too
+                    dW = tuple(map(torch.add, dW, (do0, do1)))
+                dC = g.center if dC is None else tuple(map(torch.add, dC, g.center))
+                per_segment.append(g)
+            per_segment.reverse()
+            cat = lambda name: torch.cat([getattr(g, name) for g in per_segment], 1)
+            # through the coefficients, run by run
+            used = per_segment[0].coefs  # the same fields in every segment; others have gradient 0
+            need_alpha, need_beta = ctx.needs_input_grad[8:10]  # the 4 options, k, v, q, eta first
+            sizes = [(run.m, run.c) for run in runs]
+            deta, dalpha, dbeta, first = [], [], [], 0
+            for run, e, a, b in zip(runs, *(_by_run(x, sizes) for x in (eta, alpha, beta))):
+                gs, first = per_segment[first : first + run.m], first + run.m
+                dco = _Coefs(*(torch.stack([g.coefs[name] for g in gs], 1) if name in used
+                               else torch.zeros_like(x)
+                               for name, x in zip(_Coefs._fields, run.coefs)))
+                dA, dP, de = _coefs_backward(run.A, run.P, run.K, e, dco)
+                deta.append(de.flatten(1))
+                if need_alpha:
+                    dalpha.append(_decay_backward(a, run.A, dA).flatten(1))
+                if need_beta:
+                    dbeta.append(_decay_backward(b, run.P, dP).flatten(1))
+            deta = cat("eta") + torch.cat(deta, 1)
+            dalpha = torch.cat(dalpha, 1) if need_alpha else None
+            dbeta = torch.cat(dbeta, 1) if need_beta else None
             dq = cat("q") if dy is not None else None
-            deta = cat("eta") + deta.flatten(1)
-            return (None, None, None, cat("k"), cat("v"), dq, deta, dalpha, dbeta, *dW, *dS,
-                    *(dC or (None, None)))
+            return (None, None, None, None, cat("k"), cat("v"), dq, deta, dalpha, dbeta, *dW, *dS,
+                    *(dC or (None, None)), *(dA0 or (None, None)))
 
 
 def scannable(memory: Memory) -> bool:
@@ -445,46 +484,45 @@ def scannable(memory: Memory) -> bool:
     return isinstance(inner, ResidualMLPMemory) and inner.depth == 2 and inner.is_default
 
 
-def _check_covered(memory: Memory, state: MemoryState, n: int, chunk_size: int) -> None:
-    """Raise a ValueError naming the argument outside what :func:`dgd_scan` covers."""
+def dgd_scan(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor | None,
+             eta: Tensor, alpha: Tensor | None, beta: Tensor | None, chunk_size: int, *,
+             self_target: bool, delta: bool, read: str, max_surprise: float | None
+             ) -> tuple[Tensor | None, MemoryState]:
+    """:func:`~hope_lite.rules.dgd.dgd_update_chunked` with the same arguments (no ``source``) for
+    ``ResidualMLPMemory(d, hidden, depth=2)`` with SiLU and no norm, or a ``CenteredMemory`` around
+    one, as one autograd node with a hand-written backward; any start position and length.
+
+    Returns ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token; raises
+    ValueError for another memory.
+    """
+    gates = dict(eta=eta, alpha=alpha, beta=beta)
+    check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), gates)
+    check_choice("read", read, READS)
     if not scannable(memory):
         raise ValueError(
             f"memory={memory!r}: dgd_scan covers ResidualMLPMemory(depth=2) with SiLU and no norm, "
             "or a CenteredMemory around one; use dgd_update_chunked"
         )
-    if state.position % chunk_size:
-        raise ValueError(f"state.position={state.position} is not a multiple of "
-                         f"chunk_size={chunk_size}: dgd_scan starts at a chunk boundary")
-    if n % chunk_size:
-        raise ValueError(f"k has {n} tokens, not a multiple of chunk_size={chunk_size}: "
-                         "dgd_scan takes whole chunks")
-
-
-def dgd_scan(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tensor | None,
-             eta: Tensor, alpha: Tensor | None, beta: Tensor | None, chunk_size: int, *,
-             self_target: bool, delta: bool, read: str, max_surprise: float | None
-             ) -> tuple[Tensor | None, MemoryState]:
-    """:func:`~hope_lite.rules.dgd.dgd_update_chunked` with the same arguments (no ``source``),
-    for whole chunks from a chunk boundary (``state.position`` and ``n`` multiples of
-    ``chunk_size``) of ``ResidualMLPMemory(d, hidden, depth=2)`` with SiLU and no norm, or a
-    ``CenteredMemory`` around one, as one autograd node with a hand-written backward.
-
-    Returns ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token; raises
-    ValueError for inputs outside that case.
-    """
-    gates = dict(eta=eta, alpha=alpha, beta=beta)
-    check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), gates)
-    check_choice("read", read, READS)
-    n = k.shape[1]
-    _check_covered(memory, state, n, chunk_size)
+    n, pos = k.shape[1], state.position
     if n == 0:
         return (q.clone() if q is not None else None), state
+    lengths = tuple(e - s for s, e in chunk_segments(pos, n, chunk_size))
+    inside = pos % chunk_size != 0  # the first segment reads the open chunk's anchor
+    ends_inside = (pos + n) % chunk_size != 0
+    keep_open = ends_inside and len(lengths) > 1  # the last segment opens a chunk
     reads = q is not None and read == "causal", q is not None and read == "anchor"
     opt = _Options(self_target, delta, *reads, max_surprise)
     center = memory.center if isinstance(memory, CenteredMemory) else (None, None)
-    inputs = (k, v, q, eta, alpha, beta, *state.weights, *state.momentum, *center)
+    anchor = state.anchor if inside else (None, None)
+    inputs = (k, v, q, eta, alpha, beta, *state.weights, *state.momentum, *center, *anchor)
     save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
-    y, w0, w1, s0, s1 = DGDScan.apply(opt, chunk_size, save, *inputs)
+    y, w0, w1, s0, s1, o0, o1 = DGDScan.apply(opt, lengths, keep_open, save, *inputs)
     weights = (w0, w1)
+    if not ends_inside:
+        anchor = weights
+    elif keep_open:
+        anchor = (o0, o1)
+    else:  # one segment, inside one chunk
+        anchor = state.anchor if inside else state.weights
     momentum = (s0, s1) if beta is not None else tuple(torch.zeros_like(w) for w in weights)
-    return y, MemoryState(weights, momentum, weights, state.position + n)
+    return y, MemoryState(weights, momentum, anchor, pos + n)

@@ -37,15 +37,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["chunk_scan"]
+__all__ = ["chunk_scan", "rowdot", "silu_grad"]
 
 
-def _silu_grad(dy: Tensor, z: Tensor) -> Tensor:
+def silu_grad(dy: Tensor, z: Tensor) -> Tensor:
     """``dy * silu'(z)`` in one kernel."""
     return torch.ops.aten.silu_backward(dy, z)
 
 
-def _rowdot(a: Tensor, b: Tensor) -> Tensor:
+def rowdot(a: Tensor, b: Tensor) -> Tensor:
     """``sum_j a[..., j] b[..., j]`` (broadcasting)."""
     return torch.linalg.vecdot(a, b)
 
@@ -56,10 +56,10 @@ def _write(W2: Tensor, W1: Tensor, K: Tensor, V: Tensor, w: Tensor, max_surprise
     A = F.silu(Z)
     E = torch.baddbmm(K, A, W1.mT) - V  # M(K) - V, the error of Titans eq 12: [B, c, d]
     P = E @ W1  # [B, c, h]
-    D = _silu_grad(P, Z)  # P * silu'(Z)
+    D = silu_grad(P, Z)  # P * silu'(Z)
     f = norm = None
     if max_surprise is not None:  # u_i <- u_i min(1, max_surprise / ||u_i||)
-        sq = _rowdot(D, D) * _rowdot(K, K) + _rowdot(E, E) * _rowdot(A, A)
+        sq = rowdot(D, D) * rowdot(K, K) + rowdot(E, E) * rowdot(A, A)
         norm = 2 * sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()  # [B, c]
         f = (max_surprise / norm).clamp(max=1.0)
         w = w * f.unsqueeze(-1).to(w.dtype)
@@ -85,30 +85,30 @@ def _write_backward(W2, W1, K, w_in, saved, dg2, dg1, read_grads=None):
     dK = weighted2 @ dg2  # [B, c, d]
     dE = torch.addcmul(T1[:, :, 0] * w0, T1[:, :, 1], w1)
     dD = torch.addcmul(T2[:, :, 0] * w0, T2[:, :, 1], w1)
-    dw = (_rowdot(T1, E.unsqueeze(2)) + _rowdot(T2, D.unsqueeze(2))).to(w.dtype)  # [B, c, 2]
+    dw = (rowdot(T1, E.unsqueeze(2)) + rowdot(T2, D.unsqueeze(2))).to(w.dtype)  # [B, c, 2]
     df_read = None
     if read_grads is not None:
         dK_read, dD_read, dA_read, dE_read, df_read = read_grads
         dK, dD, dA, dE = dK + dK_read, dD + dD_read, dA + dA_read, dE + dE_read
     if f is not None:  # w = w_in f with f = min(1, max_surprise / norm), norm = 2 sqrt(sq)
-        df = _rowdot(dw, w_in) if df_read is None else _rowdot(dw, w_in) + df_read.to(dw.dtype)
+        df = rowdot(dw, w_in) if df_read is None else rowdot(dw, w_in) + df_read.to(dw.dtype)
         dw = dw * f.unsqueeze(-1)
         # where clipped: df/dsq = -2 f / norm^2; d sq / dD = 2 |K|^2 D and so on
         dsq2 = torch.where(f < 1, -4 * df * f / norm.square(), torch.zeros_like(df))
         dsq2 = dsq2.to(K.dtype).unsqueeze(-1)
-        dD.addcmul_(D, dsq2 * _rowdot(K, K).unsqueeze(-1))
-        dK.addcmul_(K, dsq2 * _rowdot(D, D).unsqueeze(-1))
-        dE.addcmul_(E, dsq2 * _rowdot(A, A).unsqueeze(-1))
-        dA.addcmul_(A, dsq2 * _rowdot(E, E).unsqueeze(-1))
+        dD.addcmul_(D, dsq2 * rowdot(K, K).unsqueeze(-1))
+        dK.addcmul_(K, dsq2 * rowdot(D, D).unsqueeze(-1))
+        dE.addcmul_(E, dsq2 * rowdot(A, A).unsqueeze(-1))
+        dA.addcmul_(A, dsq2 * rowdot(E, E).unsqueeze(-1))
     # D = P * silu'(Z), P = E W1
-    dP = _silu_grad(dD, Z)
+    dP = silu_grad(dD, Z)
     dE = torch.baddbmm(dE, dP, W1.mT)
     dW1 = E.mT @ dP  # [B, d, h]
     # E = K + A W1^T - V, A = silu(Z), Z = K W2^T
     dA = torch.baddbmm(dA, dE, W1)
     dW1 = torch.baddbmm(dW1, dE.mT, A)
     s = torch.sigmoid(Z)  # silu''(z) = s (1 - s) (2 + z (1 - 2 s)), times dD * P
-    dZ = _silu_grad(dA, Z).addcmul_(dD * P, (s - s * s) * torch.addcmul(Z, Z, s, value=-2).add_(2))
+    dZ = silu_grad(dA, Z).addcmul_(dD * P, (s - s * s) * torch.addcmul(Z, Z, s, value=-2).add_(2))
     dK = torch.baddbmm(dK.add_(dE), dZ, W2)  # [B, c, d]
     dW2 = dZ.mT @ K  # [B, h, d]
     return dK, -dE, dw, dW2, dW1
@@ -125,7 +125,7 @@ def _read(W2: Tensor, W1: Tensor, Q: Tensor) -> Tensor:
 def _read_backward(W2: Tensor, W1: Tensor, Q: Tensor, dY: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Backward of :func:`_read` (recomputing its activations): ``(dQ, dW2, dW1)``."""
     Z = Q @ W2.mT
-    dZ = _silu_grad(dY @ W1, Z)
+    dZ = silu_grad(dY @ W1, Z)
     return dY + dZ @ W2, dZ.mT @ Q, dY.mT @ F.silu(Z)
 
 
@@ -175,7 +175,7 @@ def _causal_read_backward(Q, K, inputs, reads, dY, cache=None):
     SM2, SM1, A, E, D, f = inputs
     m, s, w, W, Kq, QSM, Zq, Aq, Aa, ASM = cache or _causal_read(Q, K, inputs, reads)[1]
     h = ASM.shape[-1] // 2
-    dm, ds = _rowdot(dY, ASM[..., h:]), _rowdot(dY, ASM[..., :h])
+    dm, ds = rowdot(dY, ASM[..., h:]), rowdot(dY, ASM[..., :h])
     dR1 = dY @ E.mT  # d/d (W * Aa)
     dE = (W * Aa).mT @ dY
     dW = dR1 * Aa
@@ -183,9 +183,9 @@ def _causal_read_backward(Q, K, inputs, reads, dY, cache=None):
     dASM = _split_rows(dY, m, s)  # [B, G, c, 2d]
     dAq = dASM @ SM1 + dAa @ A
     dSM1, dA = dASM.mT @ Aq, dAa.mT @ Aq
-    dZq = _silu_grad(dAq, Zq)
+    dZq = silu_grad(dAq, Zq)
     h2 = QSM.shape[-1] // 2
-    dm, ds = dm + _rowdot(dZq, QSM[..., h2:]), ds + _rowdot(dZq, QSM[..., :h2])
+    dm, ds = dm + rowdot(dZq, QSM[..., h2:]), ds + rowdot(dZq, QSM[..., :h2])
     dQSM = _split_rows(dZq, m, s)  # [B, G, c, 2h]
     dR2 = dZq @ D.mT  # d/d (W * Kq)
     dD = (W * Kq).mT @ dZq
