@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hope_lite import trace
-from hope_lite.clock import chunk_segments, decay_products
+from hope_lite.clock import chunk_segments, decay_products, per_segment
 from hope_lite.memory import Memory, Weights
 from hope_lite.rules.dgd_scan import dgd_scan, scannable
 from hope_lite.rules.state import (
@@ -81,7 +81,7 @@ IMPLS = ("naive", "chunk", "scan")  # the implementations of the rule, slowest a
 def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights, k, v, q, eta,
            decays, self_target: bool, delta: bool, causal: bool, max_surprise: float | None):
     """Reads and end state of one segment inside one chunk (module docstring, UT form);
-    ``decays = (A, P)`` from :func:`_decays`."""
+    ``decays = (A, P)``: ``decay_products`` of alpha and beta over the segment."""
     c = k.shape[1]
     # one pass of the memory at the anchor over k, then v (vhat_t = M_anchor(v_t), NL eq 84) and q
     # (y_t = M_anchor(q_t), NL eq 90); causal reads come after the writes' quantities, below
@@ -126,26 +126,6 @@ def _chunk(memory: Memory, anchor: Weights, weights: Weights, momentum: Weights,
 
         y = memory.compose(q, layer)
     return y, tuple(new_w), tuple(new_s), err, signals
-
-
-def _decays(alpha: Tensor, beta: Tensor, segments: list[tuple[int, int]]) -> list[tuple[Tensor, ...]]:
-    """``(A, P)`` of every segment from ``alpha, beta [B, n]``: ``decay_products`` of each,
-    ``[B, c+1, c+1]`` (module docstring); the full-length segments in one batched call."""
-
-    def of(a: Tensor, b: Tensor) -> tuple[Tensor, ...]:
-        return decay_products(a), decay_products(b)
-
-    lengths = [e - s for s, e in segments]
-    full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the whole chunks
-    start, end = segments[full[0]][0], segments[full[-1]][1]
-    batched = of(*(g[:, start:end].unflatten(1, (len(full), max(lengths))) for g in (alpha, beta)))
-    out = [None] * len(segments)
-    for j, i in enumerate(full):
-        out[i] = tuple(x[:, j] for x in batched)
-    for i, (s, e) in enumerate(segments):
-        if out[i] is None:  # a partial first or last chunk
-            out[i] = of(alpha[:, s:e], beta[:, s:e])
-    return out
 
 
 def _before(A: Tensor, K: Tensor, W0: Tensor, S0: Tensor, a: Tensor, x: Tensor, b: Tensor) -> Tensor:
@@ -240,9 +220,9 @@ def dgd_update_chunked(
              for x in (k, v, q, eta, alpha_, beta_)]  # split once: slices would each backprop [n]
     weights, momentum, anchor = state.weights, state.momentum, state.anchor
     outputs = []
-    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c, decay in zip(
-        segments, *parts, _decays(alpha_, beta_, segments)
-    ):
+    decays = per_segment(lambda a, b: (decay_products(a), decay_products(b)), (alpha_, beta_),
+                         segments)  # (A, P) of every segment
+    for (s, e), k_c, v_c, q_c, eta_c, alpha_c, beta_c, decay in zip(segments, *parts, decays):
         if (pos + s) % chunk_size == 0:
             anchor = weights  # a new chunk starts: freeze its anchor
         y, weights, momentum, err, signals = _chunk(

@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from hope_lite import trace
-from hope_lite.clock import chunk_segments, decay_products
+from hope_lite.clock import chunk_segments, decay_products, per_segment
 from hope_lite.memory import Memory, ResidualMLPMemory, Weights
 from hope_lite.rules.state import READS, MemoryState, check_impl, check_inputs, clip_factor, surprise_norm
 from hope_lite.rules.titans_scan import chunk_scan
@@ -136,34 +136,13 @@ def _segment_transitions(theta, eta, alpha, segments, causal: bool) -> list[tupl
     ``causal``, else None); all full-length segments in one batched call."""
     with _full_precision(theta):
         wide = torch.promote_types(theta.dtype, torch.float32)  # bf16 gates under autocast -> float32
-        return _segment_transitions_exact(theta.to(wide), eta.to(wide), alpha.to(wide), segments, causal)
+        gates = (theta.to(wide), eta.to(wide), alpha.to(wide))
+        return per_segment(lambda *g: _coefficients(*g, causal), gates, segments)
 
 
 def _coefficients(theta, eta, alpha, causal: bool) -> tuple:
     mix, w = _transition(chunk_coefficients(theta, eta, alpha))
     return mix, w, prefix_coefficients(theta, eta, alpha) if causal else None
-
-
-def _chunk_of(x: Tensor | tuple | None, j: int) -> Tensor | tuple | None:
-    """Chunk ``j`` of batched coefficients ``[B, chunks, ...]`` (a tensor, a tuple of them, None)."""
-    if x is None:
-        return None
-    return tuple(y[:, j] for y in x) if isinstance(x, tuple) else x[:, j]
-
-
-def _segment_transitions_exact(theta, eta, alpha, segments, causal: bool) -> list[tuple]:
-    lengths = [e - s for s, e in segments]
-    full = [i for i, c in enumerate(lengths) if c == max(lengths)]  # contiguous: the full chunks
-    start, end = segments[full[0]][0], segments[full[-1]][1]
-    gates = [g[:, start:end].unflatten(1, (len(full), max(lengths))) for g in (theta, eta, alpha)]
-    batched = _coefficients(*gates, causal)  # [B, chunks, ...] each
-    out: list = [None] * len(segments)
-    for j, i in enumerate(full):
-        out[i] = tuple(_chunk_of(x, j) for x in batched)
-    for i, (s, e) in enumerate(segments):
-        if out[i] is None:  # a partial first or last chunk
-            out[i] = _coefficients(theta[:, s:e], eta[:, s:e], alpha[:, s:e], causal)
-    return out
 
 
 def _causal_read(memory: Memory, stacked: Weights, q: Tensor, signals, reads, clip) -> Tensor:
