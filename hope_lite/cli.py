@@ -2,12 +2,17 @@
 
     hope-lite list                                   names, summaries, the keys --set accepts
     hope-lite show mad                               presets side by side, choices, cells
-    hope-lite run mad [--preset quick|full|test] [--set KEY=VALUE ...] [--seeds 0 1 2]
-                      [--device cpu|cuda|auto] [--out runs] [--name NAME] [--fresh] [--no-progress] [--threads 1]
-    hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh]
+    hope-lite run mad [--preset test|quick|standard|full] [--set KEY=VALUE ...] [--seeds 0 1 2]
+                      [--device cpu|cuda|auto] [--out runs] [--name NAME] [--fresh] [--no-progress]
+                      [--threads 1] [--workers 1]
+    hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh] [--workers 2]
+                    [--results docs/results]
+    hope-lite results [--preset standard] [--out runs] [--to docs/results]
 
 ``--seeds`` takes the seed list itself: ``--seeds 0 1 2`` runs three seeds, ``--seeds 3`` runs one
-(seed 3). ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
+(seed 3); without it a preset runs its own (``standard``: 0 1 2, the others: 0). ``--workers 2``
+runs two (cell, seed) pairs at once in two processes (same numbers, twice the cores). ``results``
+gathers the runs of one preset into the summary committed under ``docs/results/``. ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
 A run writes ``OUT/NAME`` (default ``runs/EXPERIMENT-PRESET``); rerunning the same command resumes
 it (see :mod:`hope_lite.experiments.runner`). A mistake in what was asked for (a name, key, value,
 preset or device) ends with exit code 2 and one line on stderr; an interrupt ends with 130; a
@@ -18,13 +23,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from typing import Sequence
 
 from hope_lite.experiments.config import UsageError, parse_assignments
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
-from hope_lite.experiments.report import fmt, headline_metrics
+from hope_lite.experiments.report import fmt, headline_metrics, with_interval
 from hope_lite.experiments.runner import run_experiment
-from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult
+from hope_lite.experiments.results import RESULTS_DIR, collect, write_results
+from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult, default_seeds
 from hope_lite.experiments.suite import run_suite
 
 PROG = "hope-lite"
@@ -44,17 +51,25 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default=None, help="run directory under --out (EXPERIMENT-PRESET)")
     suite = commands.add_parser("suite", help="run every experiment; summary with all claims")
     for sub in (run, suite):
-        sub.add_argument(
-            "--preset", default="quick", help="quick (CPU minutes), full (GPU) or test"
-        )
-        sub.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED",
-                         help="the seeds to run, e.g. --seeds 0 1 2 (default: 0)")  # fmt: skip
+        sub.add_argument("--preset", default="quick",
+                         help="test (seconds), quick (CPU minutes), standard (<= 15 CPU minutes, 3 seeds) "
+                         "or full (GPU)")  # fmt: skip
+        sub.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                         help="the seeds to run, e.g. --seeds 0 1 2 (default: the preset's)")  # fmt: skip
         sub.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
         sub.add_argument("--out", default="runs", help="the folder of run directories (runs)")
         sub.add_argument("--fresh", action="store_true", help="delete earlier results; start over")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
         sub.add_argument("--threads", type=int, default=1,
                          help="torch CPU threads (default 1: the toy models gain nothing from more)")
+        sub.add_argument("--workers", type=int, default=1,
+                         help="(cell, seed) pairs run at once, one process each (default 1)")
+    suite.add_argument("--results", default=None, metavar="DIR",
+                       help="also rewrite the results summary in DIR after each experiment")
+    results = commands.add_parser("results", help="gather one preset's runs into docs/results/")
+    results.add_argument("--preset", default="standard", help="the preset of the runs (standard)")
+    results.add_argument("--out", default="runs", help="the folder of run directories (runs)")
+    results.add_argument("--to", default=str(RESULTS_DIR), help="where to write (docs/results)")
     return p
 
 
@@ -100,7 +115,7 @@ def _print_result(result: RunResult, experiment: Experiment) -> None:
         rest = len(metrics) - sum(m in metrics for m in shown)
         print(f"  {cell}: {values}" + (f" (+{rest} more in results.csv)" if rest else ""))
     for c in result.claims:
-        print(f"  [{c.verdict}] ours {fmt(c.ours)} vs paper {fmt(c.paper)}: {c.claim} ({c.source})")
+        print(f"  [{c.verdict}] ours {with_interval(asdict(c))} vs paper {fmt(c.paper)}: {c.claim} ({c.source})")
     if result.preset == "test":
         print(f"  note: {SIZES_TOO_SMALL}")
     print(f"report: {result.paths['report']}")
@@ -117,13 +132,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             _show(args.experiment)
         elif args.command == "run":
             experiment = get_experiment(args.experiment)
+            seeds = default_seeds(args.preset) if args.seeds is None else args.seeds
             _print_result(run_experiment(
-                experiment, args.preset, parse_assignments(args.overrides), args.seeds,
+                experiment, args.preset, parse_assignments(args.overrides), seeds,
                 args.device, args.out, args.name, not args.no_progress, args.fresh, args.threads,
+                args.workers,
             ), experiment)  # fmt: skip
+        elif args.command == "results":
+            summary = collect(args.preset, args.out)
+            path = write_results(summary, args.to)
+            print(f"results: {path} and README.md beside it; {summary['claims']} claims "
+                  f"{summary['verdicts']}; not run: {', '.join(summary['not_run']) or 'none'}")  # fmt: skip
         else:
             summary = run_suite(args.preset, args.seeds, args.device, args.out, args.fresh,
-                                not args.no_progress, args.threads)  # fmt: skip
+                                not args.no_progress, args.threads, args.workers, args.results)  # fmt: skip
             where = f"{args.out}/suite-{args.preset}/summary.html"
             print(f"summary: {where}; verdicts {summary['verdicts']}")
             if summary["failed"]:

@@ -23,7 +23,7 @@ from hope_lite.experiments import registry
 from hope_lite.experiments.config import UsageError, coerce, resolve_config
 from hope_lite.experiments.registry import ExperimentMissing, get_experiment
 from hope_lite.experiments.runner import load_rows, run_experiment
-from hope_lite.experiments.spec import Claim, Experiment, by_threshold
+from hope_lite.experiments.spec import Claim, Experiment, threshold_bar
 
 CLAIM = "cell b reaches 80 % accuracy"
 PRESET = {"cells": ("a", "b"), "steps": 3, "scale": 1.0, "noisy": True, "mode": "sum", "tag": None}
@@ -43,14 +43,15 @@ def fake_run_cell(config, cell, seed, device):
 def fake_verdicts(means):
     ours = means["b"]["accuracy"]
     return [
-        Claim(CLAIM, "Fake Table 1", 80.0, ours, by_threshold(ours, 80.0, 50.0), "within 1 point")
+        Claim(CLAIM, "Fake Table 1", 80.0, ours, note="within 1 point", bar=threshold_bar(80.0, 50.0))
     ]
 
 
 EXPERIMENT = Experiment(
     name="fake",
     summary="a seeded random metric per cell",
-    presets={"quick": PRESET, "full": {**PRESET, "steps": 10}, "test": {**PRESET, "steps": 2}},
+    presets={"quick": PRESET, "standard": {**PRESET, "steps": 5}, "full": {**PRESET, "steps": 10},
+             "test": {**PRESET, "steps": 2}},
     cells=fake_cells,
     run_cell=fake_run_cell,
     verdicts=fake_verdicts,
@@ -173,7 +174,7 @@ def test_changed_config_is_refused_unless_fresh(fake, tmp_path):
         (dict(overrides={"mode": "max"}), r"mode='max' is not allowed .*choices: 'sum', 'mean'"),
         (dict(overrides={"cells": "a,z"}), r"cells='z' is not allowed .*choices: 'a', 'b', 'c'"),
         (dict(overrides={"steps": "none"}), r"steps='none' is not an integer"),
-        (dict(preset="huge"), r"preset='huge' is unknown .*allowed: 'quick', 'full', 'test'"),
+        (dict(preset="huge"), r"preset='huge' is unknown .*allowed: 'quick', 'standard', 'full', 'test'"),
         (dict(device="cuda"), r"device='cuda' was requested but CUDA is not available"),
         (dict(device="tpu"), r"device='tpu' is unknown; allowed: cpu, cuda, auto"),
         (dict(seeds=[0, 0]), r"seeds=\[0, 0\] must be one or more distinct integers"),

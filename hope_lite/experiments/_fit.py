@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hope_lite.experiments.spec import Verdict
+from hope_lite.experiments.spec import Verdict, judge
 from hope_lite.models import make_model
 from hope_lite.training import History, TrainConfig, evaluate, train
 from hope_lite.validate import check_int
@@ -97,15 +97,21 @@ def finite(metrics: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+ABOVE_ZERO = 1e-9  # "ahead" means a margin above zero: a tie is not ahead
+
+
+def ahead_bar(strong: float) -> tuple[float, float]:
+    """The bar of "A beats B" on A's margin: reproduced if ahead by ``strong``, partly if ahead at all."""
+    return strong, ABOVE_ZERO
+
+
 def ahead(margin: float | None, strong: float) -> Verdict:
     """Verdict of "A beats B" from ``margin`` (A's advantage, > 0 when A is better).
 
     Reproduced if A is ahead by at least ``strong``; partly if ahead by less; otherwise (a tie
     or B ahead) not at this scale. ``None`` (a cell was not run) is not at this scale.
     """
-    if margin is None or not math.isfinite(margin) or margin <= 0:
-        return "not at this scale"
-    return "reproduced" if margin >= strong else "partly"
+    return judge(margin, ahead_bar(strong))
 
 
 def get(means: Mapping[str, Mapping[str, float]], cell: str, metric: str) -> float | None:

@@ -38,7 +38,7 @@ import torch
 
 from hope_lite.experiments import _fit, longctx
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
-from hope_lite.experiments.spec import Claim, Experiment, by_threshold
+from hope_lite.experiments.spec import Claim, Experiment, threshold_bar
 from hope_lite.tasks import BabiLong
 from hope_lite.tasks.base import Batch
 
@@ -54,6 +54,9 @@ PRESETS = {
     "quick": dict(_COMMON, models=("hope", "transformer", "titans"), train_len=32,
                   lengths=(32, 128, 512), num_facts=4, steps=300, eval_examples=64, eval_batch=32,
                   piece_len=512, attention_max_len=512),
+    "standard": dict(_COMMON, models=("hope", "transformer", "titans"), train_len=64,
+                     lengths=(64, 256, 1024), num_facts=4, steps=600, eval_examples=64,
+                     eval_batch=32, piece_len=512, attention_max_len=1024),
     "full": dict(_COMMON, models=MODELS, size="small", train_len=512,
                  lengths=(512, 2048, 8192, 32768, 131072, 524288), num_facts=10, steps=4000,
                  batch=32, lr=1e-3, eval_examples=128, eval_batch=16, piece_len=8192,
@@ -130,10 +133,9 @@ def _less_drop(means, model: str, label: str, source: str) -> Claim:
         why = f"needs 2+ common lengths and {label} >= {LEARNED:g} % at the shortest"
         return Claim(claim, source, None, None, "not at this scale", why)
     ours = (tr[common[0]] - tr[common[-1]]) - (m[common[0]] - m[common[-1]])
-    verdict = _fit.ahead(ours, 5.0)
     why = (f"(Transformer drop) - ({label} drop), L={common[0]} -> {common[-1]}, mean over hops, "
            "points; reproduced >= 5, partly > 0")
-    return Claim(claim, source, None, ours, verdict, why)
+    return Claim(claim, source, None, ours, note=why, bar=_fit.ahead_bar(5.0))
 
 
 def verdicts(means) -> list[Claim]:
@@ -147,8 +149,8 @@ def verdicts(means) -> list[Claim]:
                             f"not measured, or HOPE < {LEARNED:g} % at its shortest length"))
     else:
         ours = h[common[-1]] - t[common[-1]]
-        claims.append(Claim(claim, source, None, ours, by_threshold(ours, 0.0, -10.0),
-                            f"HOPE - Titans at L={common[-1]}, mean over hops, points; "
+        claims.append(Claim(claim, source, None, ours, bar=threshold_bar(0.0, -10.0),
+                            note=f"HOPE - Titans at L={common[-1]}, mean over hops, points; "
                             "reproduced >= -1, partly >= -10"))
     return claims
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from hope_lite.experiments import _fit
-from hope_lite.experiments.spec import Claim, Experiment, Means, by_threshold
+from hope_lite.experiments.spec import Claim, Experiment, Means, threshold_bar
 from hope_lite.models.common import MLP
 from hope_lite.tasks import make_task
 
@@ -70,6 +70,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(COMMON, steps=80, batch_size=16, lr=3e-3, recall_len=32, copy_len=32,
                   copy_tokens=4, short_len=16, memorization_vocab=256, eval_batches=2,
                   eval_batch_size=32),
+    "standard": dict(COMMON, steps=400, batch_size=16, lr=3e-3, recall_len=32, copy_len=32,
+                     copy_tokens=4, short_len=16, memorization_vocab=256, eval_batches=4,
+                     eval_batch_size=32),
     "full": dict(COMMON, steps=2000, batch_size=64, lr=1e-3, recall_len=128, copy_len=256,
                  copy_tokens=16, short_len=32, memorization_vocab=256, eval_batches=8,
                  eval_batch_size=64),
@@ -159,8 +162,8 @@ def verdicts(means: Means) -> list[Claim]:
         paper, ours = PAPER["hope"][task], _fit.get(means, "hope", task)
         claims.append(Claim(
             f"HOPE reaches {paper:g} % on {LABELS[task]}", SOURCE, paper, ours,
-            by_threshold(ours, paper, paper - PARTLY_POINTS),
-            f"test accuracy %; reproduced >= paper - 1, partly >= paper - {PARTLY_POINTS:g}"))
+            bar=threshold_bar(paper, paper - PARTLY_POINTS),
+            note=f"test accuracy %; reproduced >= paper - 1, partly >= paper - {PARTLY_POINTS:g}"))
     for win, lose, task in ORDERINGS:
         if task not in ran:
             continue
@@ -170,8 +173,8 @@ def verdicts(means: Means) -> list[Claim]:
         shown = "n/a" if margin is None else f"{a:.1f} vs {b:.1f}"
         claims.append(Claim(
             f"{win.upper() if win == 'hope' else win} beats {lose.capitalize()} on "
-            f"{LABELS[task]}", SOURCE, round(paper, 2), margin, _fit.ahead(margin, AHEAD),
-            f"paper and ours: the margin in accuracy points ({shown}); reproduced if ahead by "
+            f"{LABELS[task]}", SOURCE, round(paper, 2), margin, bar=_fit.ahead_bar(AHEAD),
+            note=f"paper and ours: the margin in accuracy points ({shown}); reproduced if ahead by "
             f">= {AHEAD:g}, partly if ahead by less"))  # fmt: skip
     return claims
 

@@ -51,7 +51,7 @@ import torch
 
 from hope_lite.experiments import _fit, longctx
 from hope_lite.experiments.longctx import finite, held_out_accuracy, readable_lengths, train_on_mix
-from hope_lite.experiments.spec import Claim, Experiment, by_threshold
+from hope_lite.experiments.spec import Claim, Experiment, by_threshold, threshold_bar
 from hope_lite.tasks import VARIANTS, Niah
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
@@ -66,6 +66,10 @@ PRESETS = {
                   depths=(0.0, 0.5, 1.0), steps=400,
                   num_digits=2, eval_examples=16, eval_batch=16, piece_len=512,
                   attention_max_len=512),
+    "standard": dict(_COMMON, models=("hope", "transformer", "titans"),
+                     variants=("s_niah_1", "s_niah_2"), train_len=64, lengths=(64, 256, 1024),
+                     depths=(0.0, 0.5, 1.0), steps=600, num_digits=2, eval_examples=32,
+                     eval_batch=16, piece_len=512, attention_max_len=1024),
     "full": dict(_COMMON, models=MODELS, variants=tuple(VARIANTS), size="small", train_len=256,
                  lengths=(256, 1024, 4096, 8192, 16384, 65536, 262144),
                  depths=(0.0, 0.25, 0.5, 0.75, 1.0), steps=3000, num_digits=7, batch=32, lr=1e-3,
@@ -184,7 +188,7 @@ def _less_drop(means, cell: str, label: str, source: str) -> Claim:
         why += "; reproduced >= 5, partly > 0"
     why += " (past train_len the Transformer reads RoPE positions it never saw)"
     return Claim(f"{label} loses less S-NIAH-1 accuracy with length than the Transformer",
-                 source, 8.8, ours, verdict, why)
+                 source, 8.8, ours, verdict, why, bar=_fit.ahead_bar(5.0))
 
 
 def verdicts(means) -> list[Claim]:
@@ -194,8 +198,8 @@ def verdicts(means) -> list[Claim]:
     n = max(c) if c else None
     claims = [Claim(
         "HOPE keeps S-NIAH-1 (passkey) retrieval at 100 % as the context grows",
-        "NL Table 1 (4K-16K)", 100.0, c.get(n), by_threshold(c.get(n), 100.0, 50.0),
-        f"HOPE exact recall at our longest length L={n} (paper: 16K); "
+        "NL Table 1 (4K-16K)", 100.0, c.get(n), bar=threshold_bar(100.0, 50.0),
+        note=f"HOPE exact recall at our longest length L={n} (paper: 16K); "
         "reproduced >= 99, partly >= 50")]  # fmt: skip
     # 2. HOPE at least as good as Titans on S-NIAH-2 at the longest common length
     h, t = curve(hope, "s_niah_2"), curve(means.get("titans", {}), "s_niah_2")
@@ -209,7 +213,8 @@ def verdicts(means) -> list[Claim]:
         verdict = by_threshold(ours, 0.0, -10.0)
         why += "; reproduced >= -1, partly >= -10"
     claims.append(Claim("HOPE matches or beats Titans on S-NIAH-2 at the longest length",
-                        "NL Table 1 (16K: 78.2 vs 75.4)", 2.8, ours, verdict, why))
+                        "NL Table 1 (16K: 78.2 vs 75.4)", 2.8, ours, verdict, why,
+                        bar=threshold_bar(0.0, -10.0)))
     # 3-4. memory models degrade less with length than the Transformer (S-NIAH-1, 4K -> 16K)
     table = "NL Table 1 (4K -> 16K: Transformer 88.6 -> 79.8, {} 100 -> 100)"
     claims.append(_less_drop(means, "hope", "HOPE", table.format("Hope")))

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from hope_lite.experiments import optimizers as opt
-from hope_lite.experiments._fit import ahead, check_sizes, check_subset, finite
+from hope_lite.experiments._fit import ahead_bar, check_sizes, check_subset, finite
 from hope_lite.experiments.spec import Claim, Experiment, Means
 
 SOURCE = "NL fig. 11 (§9.7)"
@@ -44,6 +44,7 @@ COMMON = dict(task="vit", optimizers=opt.OPTIMIZERS, lr_adamw=None, lr_muon=None
 PRESETS: dict[str, dict[str, Any]] = {
     "test": dict(COMMON, steps=3, batch_size=8, eval_batches=1),
     "quick": dict(COMMON, steps=400, batch_size=64, eval_batches=8),
+    "standard": dict(COMMON, steps=1500, batch_size=64, eval_batches=8),
     "full": dict(COMMON, steps=3000, batch_size=256, eval_batches=32),
 }
 
@@ -96,7 +97,7 @@ def verdicts(means: Means) -> list[Claim]:
         rivals = " and ".join(NAMES[c] for c in opt.OPTIMIZERS if c != "m3" and c in means)
         claims.append(Claim(
             f"M3 reaches the lowest {words} loss (vs {rivals or 'nothing run'})", SOURCE, None,
-            margin, ahead(margin, MARGIN), f"ours: M3's margin in % of the best other {words} "
+            margin, bar=ahead_bar(MARGIN), note=f"ours: M3's margin in % of the best other {words} "
             f"loss ({ran}); reproduced >= {MARGIN:g} %, partly > 0"))  # fmt: skip
     return claims
 

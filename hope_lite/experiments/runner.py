@@ -6,7 +6,8 @@
 ``python -m hope_lite run`` calls the same function, so a notebook and the CLI given one config
 get the same numbers. A run lives in ``OUT_DIR/RUN_NAME/`` (default ``runs/NAME-PRESET``):
 
-    config.json     experiment, preset, full config, seeds, device, torch version, start time
+    config.json     experiment, preset, full config, seeds, device, threads, workers, torch version,
+                    git commit, machine, start time (of the latest call)
     results.jsonl   one row per (cell, seed): metrics and seconds, appended and fsynced as it lands
     results.json    rows, per-cell seed mean / std / n, claims (ours beside the paper's)
     results.csv     one line per cell, seed, metric, value
@@ -27,10 +28,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import multiprocessing
 import os
 import statistics
 import time
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -45,9 +49,20 @@ from hope_lite.experiments.config import (
     resolve_config,
     resolve_device,
 )
-from hope_lite.experiments.registry import get_experiment
+from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
+from hope_lite.experiments.results import commit, machine
 from hope_lite.experiments.report import write_report
-from hope_lite.experiments.spec import Experiment, Row, RunResult
+from hope_lite.experiments.intervals import t_interval, t_quantile
+from hope_lite.experiments.spec import (
+    Claim,
+    Experiment,
+    Means,
+    Row,
+    RunResult,
+    judge,
+    weak_end,
+    weaker,
+)
 from hope_lite.training.checkpoint import seed_everything
 
 PATH_NAMES = {"config": "config.json", "rows": "results.jsonl", "json": "results.json",
@@ -92,6 +107,18 @@ def _open_run_dir(paths: dict[str, Path], identity: dict[str, Any], fresh: bool)
         raise UsageError(
             f"{run_dir} has results.jsonl but no config.json; use --fresh to start over"
         )
+
+
+def check_workers(workers: int, experiment: Experiment) -> int:
+    """``workers``: a positive integer; above 1 only for an experiment a worker can import by name."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise UsageError(f"workers={workers!r} must be a positive integer")
+    if workers > 1 and (experiment.name not in EXPERIMENTS or get_experiment(experiment.name) is not experiment):
+        raise UsageError(
+            f"workers={workers} needs an experiment registered by name (one of {', '.join(EXPERIMENTS)}); "
+            f"{experiment.name!r} is not, so run it with workers=1"
+        )
+    return workers
 
 
 def load_rows(path: Path) -> dict[tuple[str, int], Row]:
@@ -146,10 +173,55 @@ def summarise(rows: Iterable[Row]) -> tuple[dict, dict, dict]:
     return means, stds, counts
 
 
+def metric_interval(mean: float, std: float, n: int) -> tuple[float | None, float | None]:
+    """The 95 % interval of a metric's seed mean, ``(None, None)`` with one seed."""
+    if n < 2:
+        return None, None
+    half = t_quantile(n - 1) * std / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def judged_claims(experiment: Experiment, rows: list[Row], means: Means) -> list[Claim]:
+    """The experiment's claims on the seed means, each with its 95 % interval over seeds.
+
+    The interval of a claim is taken over the claim computed seed by seed (so a margin "A - B"
+    is a paired difference within each seed). A claim with a ``bar`` is judged again at the
+    weak end of its interval, and keeps the weaker of that verdict and the mean's.
+    """
+    claims = experiment.verdicts(means)
+    seeds = sorted({row["seed"] for row in rows})
+    if len(seeds) < 2:
+        return claims
+    per_seed: dict[tuple[str, str], list[float]] = {}
+    for seed in seeds:
+        seed_means = summarise(row for row in rows if row["seed"] == seed)[0]
+        for claim in experiment.verdicts(seed_means):
+            if claim.ours is not None and math.isfinite(claim.ours):
+                per_seed.setdefault((claim.claim, claim.source), []).append(claim.ours)
+    out = []
+    for claim in claims:
+        values = per_seed.get((claim.claim, claim.source), [])
+        if claim.ours is None or len(values) < 2:
+            out.append(claim)
+            continue
+        low, high = t_interval(values)
+        verdict, note = claim.verdict, claim.note
+        if claim.bar is not None:
+            verdict = weaker(claim.verdict, judge(weak_end(claim.bar, low, high), claim.bar))
+            note += f"; judged at the weak end of the 95 % interval over {len(values)} seeds"
+        out.append(replace(claim, low=low, high=high, verdict=verdict, note=note))
+    return out
+
+
 def _write_results(result: RunResult, experiment: Experiment) -> None:
     """results.json, results.csv and report.html of a finished run."""
-    summary = {c: {m: {"mean": v, "std": result.stds[c][m], "n": result.counts[c][m]}
-                   for m, v in ms.items()} for c, ms in result.means.items()}  # fmt: skip
+    summary = {}
+    for c, ms in result.means.items():
+        summary[c] = {}
+        for m, v in ms.items():
+            std, n = result.stds[c][m], result.counts[c][m]
+            low, high = metric_interval(v, std, n)
+            summary[c][m] = {"mean": v, "std": std, "n": n, "low": low, "high": high}
     document = {
         "experiment": result.experiment, "preset": result.preset, "config": result.config,
         "seeds": list(result.seeds), "device": result.device, "rows": result.rows,
@@ -165,20 +237,54 @@ def _write_results(result: RunResult, experiment: Experiment) -> None:
     write_report(result, experiment, result.paths["report"])
 
 
+def run_one(experiment: Experiment | str, config: Mapping[str, Any], cell: str, seed: int,
+            device: torch.device | str, threads: int | None = None) -> Row:
+    """One (cell, seed): seed every RNG, run the cell, time it; the row ``results.jsonl`` keeps.
+
+    ``experiment`` may be a name (how a worker process receives it); ``threads`` sets torch's
+    CPU threads first (``None`` keeps them).
+    """
+    experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    start = time.perf_counter()
+    metrics = experiment.run_cell(config, cell, seed, torch.device(device))
+    return {"cell": cell, "seed": seed, "metrics": _metrics(experiment, cell, seed, metrics),
+            "seconds": time.perf_counter() - start}  # fmt: skip
+
+
 def _run_cells(experiment: Experiment, config: dict[str, Any], todo: list[tuple[str, int]],
-               device: torch.device, rows_path: Path, done: dict[tuple[str, int], Row], bar: tqdm) -> None:
-    """Run each (cell, seed) of ``todo``, appending its row to ``rows_path`` and ``done``."""
+               device: torch.device, rows_path: Path, done: dict[tuple[str, int], Row], bar: tqdm,
+               workers: int = 1) -> None:  # fmt: skip
+    """Run each (cell, seed) of ``todo``, appending its row to ``rows_path`` and ``done``.
+
+    With ``workers > 1`` the pairs run in that many fresh processes, each with torch's current
+    thread count; a row is saved as soon as its pair finishes, in whatever order they finish.
+    """
+    def land(row: Row) -> None:
+        _append_row(rows_path, row)
+        done[(row["cell"], row["seed"])] = row
+        bar.update()
+
     with bar:
-        for cell, seed in todo:
-            bar.set_postfix_str(f"{cell} seed {seed}")
-            seed_everything(seed)
-            start = time.perf_counter()
-            metrics = experiment.run_cell(config, cell, seed, device)
-            row = {"cell": cell, "seed": seed, "metrics": _metrics(experiment, cell, seed, metrics),
-                   "seconds": time.perf_counter() - start}  # fmt: skip
-            _append_row(rows_path, row)
-            done[(cell, seed)] = row
-            bar.update()
+        if workers == 1 or len(todo) < 2:
+            for cell, seed in todo:
+                bar.set_postfix_str(f"{cell} seed {seed}")
+                land(run_one(experiment, config, cell, seed, device))
+            return
+        threads = torch.get_num_threads()
+        context = multiprocessing.get_context("spawn")  # no forked torch state
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+            futures = [pool.submit(run_one, experiment.name, config, cell, seed, str(device), threads)
+                       for cell, seed in todo]  # fmt: skip
+            try:
+                for future in as_completed(futures):
+                    land(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
 
 def run_experiment(
@@ -192,6 +298,7 @@ def run_experiment(
     progress: bool = True,
     fresh: bool = False,
     threads: int | None = 1,
+    workers: int = 1,
 ) -> RunResult:
     """Run (or resume) the cells x ``seeds`` of ``name`` under ``preset`` + ``overrides``.
 
@@ -200,6 +307,11 @@ def run_experiment(
     10x slower on a busy 2-core machine, and CPU results are bitwise repeatable only at a fixed
     thread count (it is recorded in config.json).
 
+    ``workers`` runs that many (cell, seed) pairs at once in separate processes, each with
+    ``threads`` threads (so ``workers=2, threads=1`` fills 2 cores); the numbers are the same as
+    with one worker, since every pair is seeded on its own. It needs a registered experiment (a
+    worker imports it by name).
+
     ``name`` is a registered name (:data:`~hope_lite.experiments.registry.EXPERIMENTS`), a
     ``"package.module:ATTRIBUTE"`` path or an :class:`Experiment` itself. ``overrides`` values may
     be text (as from ``--set``) or Python values. Raises :class:`UsageError` for a bad argument.
@@ -207,6 +319,7 @@ def run_experiment(
     experiment = get_experiment(name) if isinstance(name, str) else name
     config = resolve_config(experiment, preset, overrides)
     threads, seeds, resolved = check_threads(threads), check_seeds(seeds), resolve_device(device)
+    workers = check_workers(workers, experiment)
     run_name = run_name or f"{experiment.name}-{preset}"
     if Path(run_name).name != run_name or run_name in ("", ".", ".."):
         raise UsageError(f"run_name={run_name!r} must be a plain directory name (no '/')")
@@ -219,8 +332,8 @@ def run_experiment(
     if threads is not None:
         torch.set_num_threads(threads)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record = {**identity, "seeds": list(seeds), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "started": started}  # fmt: skip
+    record = {**identity, "seeds": list(seeds), "threads": torch.get_num_threads(), "workers": workers,
+              "torch": torch.__version__, "commit": commit(), "machine": machine(), "started": started}  # fmt: skip
     _write_atomic(paths["config"], json.dumps(record, indent=2) + "\n")
     done = load_rows(paths["rows"])
     pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
@@ -228,7 +341,7 @@ def run_experiment(
     bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=run_name, unit="cell",
                disable=not progress)  # fmt: skip
     try:
-        _run_cells(experiment, config, todo, resolved, paths["rows"], done, bar)
+        _run_cells(experiment, config, todo, resolved, paths["rows"], done, bar, workers)
     except BaseException:
         if created and not paths["rows"].exists():  # nothing landed: do not block another config
             paths["config"].unlink(missing_ok=True)
@@ -237,7 +350,7 @@ def run_experiment(
     means, stds, counts = summarise(rows)
     result = RunResult(
         experiment.name, preset, config, seeds, str(resolved), rows, means, stds, counts,
-        experiment.verdicts(means), paths,
+        judged_claims(experiment, rows, means), paths,
     )  # fmt: skip
     _write_results(result, experiment)
     return result

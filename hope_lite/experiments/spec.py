@@ -12,6 +12,7 @@ model x setting); a *metric* is one number a cell reports (accuracy in %, loss i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -22,7 +23,16 @@ Verdict = Literal["reproduced", "partly", "not at this scale"]
 VERDICTS: tuple[str, ...] = ("reproduced", "partly", "not at this scale")
 
 SIZES_TOO_SMALL = ("the 'test' preset runs sizes chosen for speed (seconds per cell): its verdicts exercise the "
-                   "code and say nothing about the paper; use 'quick' or 'full'")
+                   "code and say nothing about the paper; use 'standard', 'quick' or 'full'")
+PRESETS = ("test", "quick", "standard", "full")  # every experiment defines these (it may add more)
+# the seeds a preset runs when none are given (the CLI's and the suite's default); "standard" is
+# the preset whose results are committed under docs/results/, so it runs three and reports intervals
+PRESET_SEEDS: dict[str, tuple[int, ...]] = {"standard": (0, 1, 2)}
+
+
+def default_seeds(preset: str) -> tuple[int, ...]:
+    """The seeds ``preset`` runs when none are given: ``PRESET_SEEDS`` or ``(0,)``."""
+    return PRESET_SEEDS.get(preset, (0,))
 MAX_CHARTED = 12  # bar charts in one report; more metrics than this are listed in its table only
 
 # metrics[cell][metric] -> mean over seeds (or the single value)
@@ -38,20 +48,57 @@ class Claim:
         source: where the paper states it ("NL Table 5").
         paper: the paper's number (or ``None`` for a qualitative claim).
         ours: our number on the same scale (or ``None`` if it could not be measured).
-        verdict: computed from the data, one of :data:`VERDICTS`.
+        verdict: one of :data:`VERDICTS`; computed from ``ours`` and ``bar`` when not given.
         note: how the verdict was decided (the threshold, the comparison).
+        bar: ``(reproduced_at, partly_at)`` on the scale of ``ours``, higher being better, or
+            ``None`` for a claim the runner cannot re-judge (``reproduced_at < partly_at`` means
+            lower is better). With >= 2 seeds the runner judges the claim again at the weak end
+            of its interval and keeps the weaker verdict (:func:`judge`, :func:`weak_end`).
+        low, high: the 95 % interval of ``ours`` over seeds (``None`` with one seed).
     """
 
     claim: str
     source: str
     paper: float | None
     ours: float | None
-    verdict: Verdict
+    verdict: Verdict | None = None
     note: str = ""
+    bar: tuple[float, float] | None = None
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self) -> None:
+        if self.verdict is None:
+            if self.bar is None:
+                raise ValueError(f"claim {self.claim!r} needs a verdict or a bar to judge ours by")
+            object.__setattr__(self, "verdict", judge(self.ours, self.bar))
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict={self.verdict!r} is not one of {VERDICTS}")
+
+
+def judge(value: float | None, bar: tuple[float, float]) -> Verdict:
+    """``value`` against ``bar = (reproduced_at, partly_at)``; ``None`` is not at this scale.
+
+    Higher is better when ``reproduced_at >= partly_at`` (reproduced at or above it), lower is
+    better otherwise (reproduced at or below ``reproduced_at``, partly at or below ``partly_at``).
+    """
+    reproduced_at, partly_at = bar
+    if value is None or not math.isfinite(value):
+        return "not at this scale"
+    sign = 1.0 if reproduced_at >= partly_at else -1.0
+    if sign * value >= sign * reproduced_at:
+        return "reproduced"
+    return "partly" if sign * value >= sign * partly_at else "not at this scale"
+
+
+def weak_end(bar: tuple[float, float], low: float, high: float) -> float:
+    """The end of an interval ``[low, high]`` that is worse on ``bar``'s scale (low if higher is better)."""
+    return low if bar[0] >= bar[1] else high
+
+
+def weaker(a: Verdict, b: Verdict) -> Verdict:
+    """The weaker of two verdicts (reproduced > partly > not at this scale)."""
+    return a if VERDICTS.index(a) >= VERDICTS.index(b) else b
 
 
 @dataclass(frozen=True)
@@ -61,9 +108,11 @@ class Experiment:
     Attributes:
         name: the CLI name (``formal``, ``mad``, ...).
         summary: one line for ``hope-lite list``.
-        presets: ``{"quick": {...}, "full": {...}, "test": {...}}``; every preset has the same keys,
-            and those keys are the only ones ``--set`` accepts. "quick" fits 2 CPU cores in about
-            2 minutes, "full" one GPU, "test" seconds (for the test suite).
+        presets: ``{"test": {...}, "quick": {...}, "standard": {...}, "full": {...}}``; every
+            preset has the same keys, and those keys are the only ones ``--set`` accepts. "test"
+            runs in seconds (the test suite), "quick" in a few minutes on 2 CPU cores (CI and
+            lessons), "standard" in <= 15 minutes on 2 CPU cores with 3 seeds (the results
+            committed under ``docs/results/``), "full" is sized for one GPU.
         cells: the cells a config runs, in order.
         run_cell: ``(config, cell, seed, device) -> {metric: value}``; deterministic given seed.
         check: ``(config) -> None``; raises a ValueError naming the key, the value and what is
@@ -93,7 +142,7 @@ class Experiment:
 
     def __post_init__(self) -> None:
         keys = {name: set(preset) for name, preset in self.presets.items()}
-        for name in ("quick", "full", "test"):
+        for name in PRESETS:
             if name not in keys:
                 raise ValueError(f"experiment {self.name!r} lacks the {name!r} preset")
         first = keys["quick"]
@@ -102,13 +151,14 @@ class Experiment:
                 raise ValueError(f"experiment {self.name!r}: preset {name!r} keys {sorted(k ^ first)} differ from 'quick'")
 
 
+def threshold_bar(paper: float, partly: float) -> tuple[float, float]:
+    """The bar of "we reach the paper's number": reproduced within 1 point of it, partly >= ``partly``."""
+    return paper - 1.0, partly
+
+
 def by_threshold(ours: float | None, paper: float, partly: float) -> Verdict:
     """Reproduced if ``ours >= paper`` (within 1 point), partly if ``ours >= partly``, else not."""
-    if ours is None:
-        return "not at this scale"
-    if ours >= paper - 1.0:
-        return "reproduced"
-    return "partly" if ours >= partly else "not at this scale"
+    return judge(ours, threshold_bar(paper, partly))
 
 
 Row = dict[str, Any]  # {"cell": str, "seed": int, "metrics": {name: float}, "seconds": float}

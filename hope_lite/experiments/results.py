@@ -1,0 +1,139 @@
+"""The results shipped in the repository: every experiment's run under one preset, in one file.
+
+    summary = collect("standard", out_dir="runs")     # read runs/NAME-standard/ of every experiment
+    write_results(summary, "docs/results")            # summary.json + README.md (the Markdown table)
+    summary = load_results("docs/results")            # what notebook 09 and the README read
+
+``python -m hope_lite results --preset standard`` does the first two; ``suite --results DIR`` calls
+them after each experiment, so a suite stopped half way still leaves the experiments that finished.
+An experiment whose run directory is missing or unfinished is listed with status ``"not run"``.
+
+Each experiment's entry keeps its config, seeds, threads, torch version, commit, machine, per-cell
+means with 95 % intervals, the claims (ours with interval, verdict) and every (cell, seed) row, so a
+test can check that the file matches today's experiment definitions and rerun one cell bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
+from hope_lite.experiments.report import fmt, with_interval
+from hope_lite.experiments.spec import VERDICTS
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results"  # in a source checkout
+FILES = ("summary.json", "README.md")
+
+
+def commit() -> str | None:
+    """The git commit of this checkout, ``+dirty`` if tracked files changed; ``None`` outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def machine() -> str:
+    """This machine in one line: OS, architecture, CPU cores (what a CPU result depends on)."""
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def _entry(name: str, preset: str, out_dir: Path) -> dict[str, Any]:
+    """One experiment's entry from ``out_dir/NAME-PRESET/`` (status "not run" if not finished)."""
+    experiment = get_experiment(name)
+    entry: dict[str, Any] = {"name": name, "summary": experiment.summary, "status": "not run"}
+    run_dir = out_dir / f"{name}-{preset}"
+    if not (run_dir / "results.json").exists() or not (run_dir / "config.json").exists():
+        return entry
+    record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    document = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    if document["preset"] != preset:
+        return entry
+    rows = document["rows"]
+    entry.update(
+        status="ok", config=document["config"], seeds=document["seeds"], device=document["device"],
+        threads=record.get("threads"), torch=record.get("torch"), commit=record.get("commit"),
+        machine=record.get("machine"), started=record.get("started"),
+        cpu_seconds=round(sum(row["seconds"] for row in rows), 1),
+        metrics=document["summary"], claims=document["claims"], rows=rows,
+    )  # fmt: skip
+    return entry
+
+
+def collect(preset: str = "standard", out_dir: str | Path = "runs") -> dict[str, Any]:
+    """The summary of every registered experiment's run ``out_dir/NAME-PRESET`` (see the module)."""
+    entries = [_entry(name, preset, Path(out_dir)) for name in EXPERIMENTS]
+    verdicts = Counter(c["verdict"] for e in entries for c in e.get("claims", []))
+    return {
+        "preset": preset,
+        "verdicts": {v: verdicts[v] for v in VERDICTS},
+        "claims": sum(verdicts.values()),
+        "not_run": [e["name"] for e in entries if e["status"] != "ok"],
+        "experiments": entries,
+    }
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """The Markdown page of ``summary``: a table of claims per experiment, then the totals."""
+    v = summary["verdicts"]
+    lines = [
+        f"# Results: the `{summary['preset']}` preset",
+        "",
+        "Written by `python -m hope_lite results` from the runs; do not edit by hand. Each claim is",
+        "set beside the paper's number; ours is the mean over seeds with its 95 % interval",
+        "(Student t), and a claim is judged at the weak end of that interval.",
+        "",
+        f"**{summary['claims']} claims: {v['reproduced']} reproduced, {v['partly']} partly, "
+        f"{v['not at this scale']} not at this scale.**"
+        + (f" Not run yet: {', '.join(summary['not_run'])}." if summary["not_run"] else ""),
+    ]  # fmt: skip
+    for entry in summary["experiments"]:
+        lines += ["", f"## {entry['name']}: {entry['summary']}", ""]
+        if entry["status"] != "ok":
+            lines.append(f"Not run at this preset yet (`python -m hope_lite run {entry['name']} "
+                         f"--preset {summary['preset']}`).")  # fmt: skip
+            continue
+        seeds = ", ".join(map(str, entry["seeds"]))
+        lines += [
+            f"Preset `{summary['preset']}`, seeds {seeds}, {entry['device']} x {entry['threads']} "
+            f"thread(s), torch {entry['torch']}, commit `{entry['commit']}`, {entry['machine']}, "
+            f"{entry['cpu_seconds'] / 60:.1f} CPU-minutes.",
+            "",
+            "| claim | paper | paper figure | ours [95 % interval] | verdict |",
+            "|---|---|---|---|---|",
+        ]  # fmt: skip
+        for c in entry["claims"]:
+            lines.append(f"| {c['claim']} | {c['source']} | {fmt(c['paper'])} | {with_interval(c)} "
+                         f"| {c['verdict']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_results(summary: dict[str, Any], to: str | Path = RESULTS_DIR) -> Path:
+    """Write ``summary.json`` and ``README.md`` into ``to``; returns the JSON's path."""
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    (to / "README.md").write_text(markdown(summary), encoding="utf-8")
+    path = to / "summary.json"
+    path.write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def load_results(where: str | Path = RESULTS_DIR) -> dict[str, Any]:
+    """The committed summary (``where/summary.json``), or a FileNotFoundError saying how to make one."""
+    path = Path(where) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist; run `python -m hope_lite suite --preset standard --results {where}`"
+        )
+    return json.loads(path.read_text(encoding="utf-8"))
