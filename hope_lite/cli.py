@@ -12,7 +12,8 @@
 ``--seeds`` takes the seed list itself: ``--seeds 0 1 2`` runs three seeds, ``--seeds 3`` runs one
 (seed 3); without it a preset runs its own (``standard``: 0 1 2, the others: 0). ``--workers 2``
 runs two (cell, seed) pairs at once in two processes (same numbers, twice the cores). ``results``
-gathers the runs of one preset into the summary committed under ``docs/results/``. ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
+gathers the runs of one preset into the summary committed under ``docs/results/`` (for the
+``standard`` preset written there, it also rewrites the results block of the repository's README). ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
 A run writes ``OUT/NAME`` (default ``runs/EXPERIMENT-PRESET``); rerunning the same command resumes
 it (see :mod:`hope_lite.experiments.runner`). A mistake in what was asked for (a name, key, value,
 preset or device) ends with exit code 2 and one line on stderr; an interrupt ends with 130; a

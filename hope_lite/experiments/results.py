@@ -25,10 +25,12 @@ from typing import Any
 
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, with_interval
-from hope_lite.experiments.spec import VERDICTS
+from hope_lite.experiments.spec import VERDICTS, default_seeds
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "docs" / "results"  # in a source checkout
-FILES = ("summary.json", "README.md")
+ROOT = Path(__file__).resolve().parents[2]  # the source checkout
+RESULTS_DIR = ROOT / "docs" / "results"
+README = ROOT / "README.md"  # its results block is rewritten from the summary (between the markers)
+README_MARKERS = ("<!-- results: written by `python -m hope_lite results`; do not edit -->", "<!-- results: end -->")
 
 
 def commit() -> str | None:
@@ -119,13 +121,54 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(summary: dict[str, Any], to: str | Path = RESULTS_DIR) -> Path:
-    """Write ``summary.json`` and ``README.md`` into ``to``; returns the JSON's path."""
+def readme_block(summary: dict[str, Any]) -> str:
+    """The repository README's results block: one line per experiment, counts of verdicts."""
+    v = summary["verdicts"]
+    lines = [
+        README_MARKERS[0],
+        f"At the `{summary['preset']}` preset ({len(default_seeds(summary['preset']))} seeds, 95 % intervals; "
+        f"[every claim](docs/results/README.md)):"
+        f" **{v['reproduced']} of {summary['claims']} claims reproduced, {v['partly']} partly, "
+        f"{v['not at this scale']} not at this scale.**",
+        "",
+        "| experiment | claims | reproduced | partly | not at this scale | CPU-minutes |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for e in summary["experiments"]:
+        if e["status"] != "ok":
+            lines.append(f"| {e['name']} | not run yet | | | | |")
+            continue
+        count = Counter(c["verdict"] for c in e["claims"])
+        lines.append(f"| {e['name']} | {len(e['claims'])} | {count['reproduced']} | {count['partly']} | "
+                     f"{count['not at this scale']} | {e['cpu_seconds'] / 60:.0f} |")  # fmt: skip
+    return "\n".join(lines + [README_MARKERS[1]])
+
+
+def with_readme_block(text: str, summary: dict[str, Any]) -> str:
+    """``text`` (a README) with the block between :data:`README_MARKERS` replaced by :func:`readme_block`."""
+    start, end = text.find(README_MARKERS[0]), text.find(README_MARKERS[1])
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no results block (the lines {README_MARKERS[0]!r} ... {README_MARKERS[1]!r})")
+    return text[:start] + readme_block(summary) + text[end + len(README_MARKERS[1]):]
+
+
+def write_results(summary: dict[str, Any], to: str | Path = RESULTS_DIR, readme: str | Path | None = "auto") -> Path:
+    """Write ``summary.json`` and ``README.md`` into ``to`` (and the block of ``readme``); returns the JSON's path.
+
+    ``readme="auto"``: the repository's README, only when ``to`` is :data:`RESULTS_DIR` and the preset
+    is ``standard`` (the results the README shows); ``None``: no README.
+    """
+    if readme == "auto":
+        shipped = Path(to).resolve() == RESULTS_DIR and summary["preset"] == "standard"
+        readme = README if shipped and README.exists() else None
     to = Path(to)
     to.mkdir(parents=True, exist_ok=True)
     (to / "README.md").write_text(markdown(summary), encoding="utf-8")
     path = to / "summary.json"
     path.write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    if readme is not None:
+        readme = Path(readme)
+        readme.write_text(with_readme_block(readme.read_text(encoding="utf-8"), summary), encoding="utf-8")
     return path
 
 
