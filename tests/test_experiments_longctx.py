@@ -50,7 +50,7 @@ EXPECTED = {"niah": _keys_niah, "babilong": _keys_babilong, "continual": _keys_c
 def test_presets_validate(name):
     experiment = MODULES[name].EXPERIMENT
     assert isinstance(experiment, Experiment) and experiment.name == name
-    for preset in ("test", "quick", "full"):
+    for preset in ("test", "quick", "standard", "full"):
         config = resolve_config(experiment, preset)
         assert experiment.cells(config)
     config = resolve_config(experiment, "test", {"models": "transformer"})

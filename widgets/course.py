@@ -413,7 +413,7 @@ def verdicts_figure(counts: Mapping[str, Counter], presets: Mapping[str, str]) -
              f"{sum(total.values())} claims, " + ", ".join(f"{total[v]} {v}" for v in VERDICTS))
     if "test" in ran:
         title += ("<br><sup>'test' runs take a few training steps: their verdicts exercise the code path and say "
-                  "nothing about the paper; run --preset quick or full for real ones</sup>")
+                  "nothing about the paper; read the committed 'standard' results, or run --preset quick or full</sup>")
     fig.update_layout(title=dict(text=title), barmode="stack", height=420, xaxis_title="experiment (preset)",
                       yaxis_title="claims (count)",
                       legend=dict(orientation="h", y=1.0, yanchor="bottom", x=1, xanchor="right"))

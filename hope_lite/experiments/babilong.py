@@ -66,8 +66,8 @@ PRESETS = {
 
 UNITS = {"train_loss": "nats", **{f"{h}hop@L={n}": "accuracy %" for p in PRESETS.values()
                                   for h in p["hops"] for n in p["lengths"]}}
-CHARTED = tuple(f"{h}hop@L={n}" for p in (PRESETS["quick"], PRESETS["full"])
-                for h in p["hops"] for n in p["lengths"])
+CHARTED = tuple(dict.fromkeys(f"{h}hop@L={n}" for p in (PRESETS["quick"], PRESETS["standard"], PRESETS["full"])
+                              for h in p["hops"] for n in p["lengths"]))
 
 
 def cells(config) -> list[str]:

@@ -103,8 +103,9 @@ def _accuracy_keys(p):
 
 UNITS = {"train_loss": "nats",
          **{k: "exact recall %" for p in PRESETS.values() for k in _accuracy_keys(p)}}
-CHARTED = (  # quick's curves; full's S-NIAH-1/2/3 at 4K .. 256K (the report draws at most 12)
-    *(f"{v}@L={n}" for v in PRESETS["quick"]["variants"] for n in PRESETS["quick"]["lengths"]),
+CHARTED = (  # quick's and standard's curves; full's S-NIAH-1/2/3 at 4K .. 256K (the report draws at most 12)
+    *dict.fromkeys(f"{v}@L={n}" for p in ("quick", "standard") for v in PRESETS[p]["variants"]
+                   for n in PRESETS[p]["lengths"]),
     *(f"{v}@L={n}" for v in ("s_niah_1", "s_niah_2", "s_niah_3")
       for n in (4096, 16384, 65536, 262144)),
 )  # fmt: skip
