@@ -5,6 +5,10 @@ table of tasks, defaults and deliberate differences from MAD's code).
 - noisy in-context recall: the same with pairs of noise tokens mixed in;
 - fuzzy in-context recall: keys and values are runs of 1-3 tokens.
 
+Each has a ``multi_query`` mode (MAD's ``multi_query`` flag): no copy token or final probe; the
+sequence is key-value pairs only, keys come from a small per-sequence set so they repeat, and the
+value after every key bound earlier in the sequence is scored.
+
 Index letters: B batch, P key-value pairs, K keys.
 """
 
@@ -17,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from hope_lite.tasks.base import IGNORE_INDEX, Task
-from hope_lite.validate import check_fraction, check_int
+from hope_lite.validate import check_choice, check_fraction, check_int
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class InContextRecall(Task):
     def __post_init__(self) -> None:
         check_int("vocab_size", self.vocab_size, 3)
         check_int("seq_len", self.seq_len, 4)
+        check_choice("multi_query", self.multi_query, (False, True))
         if self.seq_len % 2:
             raise ValueError(
                 f"seq_len={self.seq_len} must be even (the sequence is key-value pairs)"
@@ -131,6 +136,11 @@ class FuzzyInContextRecall(Task):
 
     Test keys all have ``k_motif_size`` tokens (as in MAD); train keys have random sizes. Key and
     value tokens come from disjoint halves, so run boundaries are unambiguous.
+
+    With ``multi_query`` there is no COPY probe (the token stays reserved, unused): each sequence
+    binds ``len(keys)`` distinct keys (whole runs) to values, then is ``key value`` pairs of keys
+    drawn uniformly from that set, so keys repeat. Where a key was bound earlier in the sequence,
+    the tokens of its value are scored, each one step ahead (from the key's last token on).
     """
 
     name: ClassVar[str] = "mad_fuzzy_in_context_recall"
@@ -140,6 +150,7 @@ class FuzzyInContextRecall(Task):
     k_motif_size: int = 3  # MAD code default 3 (UNSURE: one MAD fork uses 2)
     v_motif_size: int = 3  # MAD code default 3
     seed: int = 0
+    multi_query: bool = False  # MAD default: False
 
     def __post_init__(self) -> None:
         check_int("vocab_size", self.vocab_size, 4)
@@ -147,6 +158,7 @@ class FuzzyInContextRecall(Task):
         check_int("v_motif_size", self.v_motif_size, 1, len(self.values))
         check_int("seq_len", self.seq_len, 2 * (self.k_motif_size + self.v_motif_size))
         check_int("seed", self.seed, 0)
+        check_choice("multi_query", self.multi_query, (False, True))
 
     copy_token = property(lambda self: self.vocab_size - 1)
     pad_token = property(lambda self: self.vocab_size - 2)
@@ -157,26 +169,58 @@ class FuzzyInContextRecall(Task):
         x = np.empty((count, self.seq_len), dtype=np.int64)
         y = np.full_like(x, IGNORE_INDEX)
         for b in range(count):
+            if self.multi_query:
+                raw, scored = self._multi_query_row(rng, test=split != "train")
+                x[b] = raw[:-1]
+                y[b] = np.where(scored[1:], raw[1:], IGNORE_INDEX)  # one step ahead
+                continue
             raw, v = self._row(rng, test=split != "train")  # raw has seq_len + 1 tokens
             x[b] = raw[:-1]
             y[b, self.seq_len - v :] = raw[-v:]  # the probe's value, one step ahead
         return x, y
 
+    def _motif(
+        self, rng: np.random.Generator, vocab: range, most: int, fixed: bool
+    ) -> tuple[int, ...]:
+        """A run of ``most`` (``fixed``) or 1 to ``most`` distinct tokens of ``vocab``."""
+        size = most if fixed else int(rng.integers(1, most + 1))
+        return tuple(int(t) for t in rng.choice(vocab, size, replace=False))
+
+    def _multi_query_row(
+        self, rng: np.random.Generator, test: bool
+    ) -> tuple[list[int], list[bool]]:
+        """One raw multi-query sequence (``seq_len + 1`` tokens) and which tokens are scored.
+
+        ``PAD .. key value key value ...``: a value token is scored when its key was bound before.
+        """
+        table: dict[tuple[int, ...], tuple[int, ...]] = {}
+        while len(table) < len(self.keys):  # >= len(keys) distinct runs exist, so this ends
+            key = self._motif(rng, self.keys, self.k_motif_size, test)
+            table.setdefault(key, self._motif(rng, self.values, self.v_motif_size, False))
+        keys = list(table)
+        body: list[int] = []
+        scored: list[bool] = []
+        seen: set[tuple[int, ...]] = set()
+        while True:
+            key = keys[int(rng.integers(0, len(keys)))]
+            if len(body) + len(key) + len(table[key]) > self.seq_len + 1:
+                break
+            body += [*key, *table[key]]
+            scored += [False] * len(key) + [key in seen] * len(table[key])
+            seen.add(key)
+        pad = self.seq_len + 1 - len(body)
+        return [self.pad_token] * pad + body, [False] * pad + scored
+
     def _row(self, rng: np.random.Generator, test: bool) -> tuple[list[int], int]:
         """One raw sequence (``seq_len + 1`` tokens) and the length of its probe's value."""
-
-        def motif(vocab: range, most: int, fixed: bool) -> tuple[int, ...]:
-            size = most if fixed else int(rng.integers(1, most + 1))
-            return tuple(int(t) for t in rng.choice(vocab, size, replace=False))
-
-        k_probe = motif(self.keys, self.k_motif_size, test)
-        v_probe = motif(self.values, self.v_motif_size, False)
+        k_probe = self._motif(rng, self.keys, self.k_motif_size, test)
+        v_probe = self._motif(rng, self.values, self.v_motif_size, False)
         body_len = self.seq_len + 1 - (1 + len(k_probe) + len(v_probe))
         room = body_len - len(k_probe) - len(v_probe)  # keep space for the probe pair in the body
         table, pairs, used = {k_probe: v_probe}, [], 0
         while used + self.k_motif_size + self.v_motif_size <= room:
-            key = motif(self.keys, self.k_motif_size, test)
-            table.setdefault(key, motif(self.values, self.v_motif_size, False))
+            key = self._motif(rng, self.keys, self.k_motif_size, test)
+            table.setdefault(key, self._motif(rng, self.values, self.v_motif_size, False))
             pairs.append(key + table[key])
             used += len(pairs[-1])
         pairs.insert(int(rng.integers(0, len(pairs) + 1)), k_probe + v_probe)
@@ -188,7 +232,6 @@ class FuzzyInContextRecall(Task):
 
     def oracle_row(self, row):
         out, n = [IGNORE_INDEX] * len(row), len(row)
-        copy = max(t for t, tok in enumerate(row) if tok == self.copy_token)
         runs, t = [], 0  # maximal runs of key tokens or value tokens: (kind, start, tokens)
         while t < n:
             kind = "k" if row[t] in self.keys else "v" if row[t] in self.values else None
@@ -197,6 +240,19 @@ class FuzzyInContextRecall(Task):
                 end += 1
             runs.append((kind, t, tuple(row[t:end])))
             t = end
+        if self.multi_query:  # a key run seen before: its bound value, from its last token on
+            bound = {}
+            for i, (kind, start, key) in enumerate(runs):
+                if kind != "k":
+                    continue
+                last = start + len(key) - 1
+                for j, tok in enumerate(bound.get(key, ())):
+                    if last + j < n:
+                        out[last + j] = tok
+                if i + 1 < len(runs) and runs[i + 1][0] == "v" and key not in bound:
+                    bound[key] = runs[i + 1][2]
+            return out
+        copy = max(t for t, tok in enumerate(row) if tok == self.copy_token)
         table = {}
         for (k1, _, key), (k2, s2, val) in pairwise(runs):
             if k1 == "k" and k2 == "v" and s2 < copy:
