@@ -29,11 +29,16 @@ def t_quantile(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
+def half_width(std: float, n: int) -> float:
+    """Half the 95 % interval of a mean of ``n`` values with sample standard deviation ``std``."""
+    return t_quantile(n - 1) * std / math.sqrt(n)
+
+
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
     """The 95 % interval of the mean of ``values`` (>= 2 of them): mean +- t * s / sqrt(n)."""
     n = len(values)
     if n < 2:
         raise ValueError(f"an interval needs at least 2 values, got {n}")
-    mean, half = statistics.fmean(values), t_quantile(n - 1) * statistics.stdev(values) / math.sqrt(n)
+    mean, half = statistics.fmean(values), half_width(statistics.stdev(values), n)
     return mean - half, mean + half
 

@@ -14,7 +14,9 @@ get the same numbers. A run lives in ``OUT_DIR/RUN_NAME/`` (default ``runs/NAME-
     report.html     one self-contained page: config, claims table, bar chart with error bars
 
 Before each ``run_cell`` the python, numpy and torch RNGs are seeded with the seed, so a (cell,
-seed) gives the same numbers whatever ran before it. Run again with the same run directory and
+seed) gives the same numbers whatever ran before it, and ``workers=N`` can run N pairs at once in
+N processes with the same numbers. With several seeds every metric and every claim gets a 95 %
+interval over seeds, and a claim is judged at the interval's weak end (:func:`judged_claims`). Run again with the same run directory and
 the (cell, seed) pairs already in ``results.jsonl`` are skipped: an interrupted run resumes. A run
 directory holds one config: asking it for another (other preset, ``--set``, device) is refused
 unless ``fresh=True``, which deletes its results first. Every value is checked (``Experiment.check``)
@@ -52,7 +54,7 @@ from hope_lite.experiments.config import (
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.results import commit, machine
 from hope_lite.experiments.report import write_report
-from hope_lite.experiments.intervals import t_interval, t_quantile
+from hope_lite.experiments.intervals import half_width, t_interval
 from hope_lite.experiments.spec import (
     Claim,
     Experiment,
@@ -177,7 +179,7 @@ def metric_interval(mean: float, std: float, n: int) -> tuple[float | None, floa
     """The 95 % interval of a metric's seed mean, ``(None, None)`` with one seed."""
     if n < 2:
         return None, None
-    half = t_quantile(n - 1) * std / math.sqrt(n)
+    half = half_width(std, n)
     return mean - half, mean + half
 
 
