@@ -13,6 +13,7 @@ from hope_lite.validate import check_fraction, check_int, check_span
 FORMAL_SMALL = {"train_lengths": (1, 12), "bin0_lengths": (13, 24), "bin1_lengths": (25, 40)}
 # small but non-trivial parameters for every registered task
 SMALL: dict[str, dict] = {
+    "byte_lm": {"seq_len": 64},
     "mad_compression": {},
     "mad_in_context_recall": {"seq_len": 32},
     "mad_fuzzy_in_context_recall": {"seq_len": 48},

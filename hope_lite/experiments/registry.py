@@ -23,6 +23,7 @@ EXPERIMENTS: dict[str, str] = {
     "continual": "hope_lite.experiments.continual",
     "optimizers": "hope_lite.experiments.optimizers_repro",  # adapter over optimizers.py
     "ablations": "hope_lite.experiments.ablations",
+    "lm": "hope_lite.experiments.lm",
 }
 
 

@@ -9,7 +9,8 @@ being ``-100`` wherever nothing is scored (see ``base``), and has ``vocab_size``
 
 Families: MAD (``mad``), RULER needle-in-a-haystack that streams (``niah``), formal-language
 recognition (``formal``), BABILong-style reasoning (``babilong``), continual learning
-(``continual``).
+(``continual``); and one real corpus, byte-level language modelling on the King James Bible
+(``corpus``: ``byte_lm``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from functools import partial
 from hope_lite.tasks.babilong import BabiLong
 from hope_lite.tasks.base import IGNORE_INDEX, Batch, Task
 from hope_lite.tasks.continual import Translation, continual_pair, held_out, phase_schedule
+from hope_lite.tasks.corpus import ByteLM
 from hope_lite.tasks.formal import LANGUAGES, FormalLanguage, accepts
 from hope_lite.tasks.mad import (
     Compression,
@@ -39,6 +41,7 @@ __all__ = [
     "VARIANTS",
     "BabiLong",
     "Batch",
+    "ByteLM",
     "Compression",
     "FormalLanguage",
     "FuzzyInContextRecall",
@@ -71,6 +74,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "babilong_1hop": partial(BabiLong, hops=1),
     "babilong_2hop": partial(BabiLong, hops=2),
     "continual_translation": Translation,
+    "byte_lm": ByteLM,
 }
 
 
