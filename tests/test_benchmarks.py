@@ -24,3 +24,14 @@ def test_models_benchmark_reports_every_column(tmp_path, capsys):
         assert row["tokens_per_s"] > 0 and row["read_tokens_per_s"] > 0 and row["gflop_per_s"] > 0
         assert row["aten_ops_per_step"] > 100 and 10 < row["peak_rss_mb"] < 10_000
     assert "peak RSS MB" in capsys.readouterr().out
+
+
+def test_dgd_scan_benchmark_times_both_calls_both_ways(tmp_path, capsys):
+    out = tmp_path / "dgd_scan.json"
+    load("dgd_scan").main(["--batch", "1", "--seq", "32", "--repeats", "1", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert {(r["call"], r["impl"]) for r in result["rows"]} == {
+        (call, impl) for call in ("M_k,M_v,M_eta,M_alpha", "M_memory") for impl in ("scan", "chunk")}
+    assert all(r["forward_ms"] > 0 and r["fwd_bwd_ms"] > 0 for r in result["rows"])
+    assert result["step_ms"] > 0 and result["dgd_ms"] > 0
+    assert "DGD calls" in capsys.readouterr().out

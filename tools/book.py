@@ -8,8 +8,8 @@ figure is drawn by plotly.js (one ``plotly.min.js`` beside the pages, no network
 figures a cell showed (``application/vnd.plotly.v1+json``, which nbconvert alone drops) and the
 figures inside its widgets, taken from the notebook's saved widget state (an Output widget's
 plotly outputs, a FigureWidget's data and layout), drawn as they were when the notebook ran, with a
-note that the controls need a kernel. ``index.html`` is the course map (each notebook's title and
-promise); every page links to the index and to the previous and next notebook. The diagrams the
+note that the controls need a kernel. ``index.html`` is the course map (the diagram, then each notebook's
+title and promise); every page links to the index and to the previous and next notebook. The diagrams the
 notebooks show (``../docs/diagrams/*.svg``) are copied beside the pages as ``diagrams/``.
 """
 
@@ -116,7 +116,8 @@ def index(entries: list[tuple[str, str, str]]) -> str:
             "</style></head><body><h1>hope_lite: the course</h1><p>Nested Learning, Titans, HOPE, the "
             "Continuum Memory System and M3, one notebook at a time, read here without a kernel (figures "
             "as the notebooks drew them when they ran). Run them in JupyterLab to change and replay "
-            f"them: <code>make course</code>.</p><ol start='0'>{rows}</ol></body></html>")
+            "them: <code>make course</code>.</p><img src='diagrams/course_map.svg' style='max-width:100%' "
+            f"alt='the course map'><ol start='0'>{rows}</ol></body></html>")
 
 
 def build(executed: list[Path], out: Path = OUT) -> dict[str, int]:

@@ -21,6 +21,9 @@ One function per diagram, each returning a :class:`Diagram` (``.svg()`` is the f
 - ``levels_clocks.svg`` (:func:`levels_clocks`): the levels of a HOPE model and when each is
   written over the 256 tokens of one sequence (NL Def. 2), fastest first, down to the outer
   AdamW loop, which runs between training steps. For the levels / CMS notebooks.
+- ``course_map.svg`` (:func:`course_map`): the eleven notebooks in reading order, in three
+  parts (a memory that learns while it reads; nested learning and HOPE; optimizers and evidence),
+  each with what it builds. For notebook 00, the README and the book's index.
 - ``chunk_reads.svg`` (:func:`chunk_reads`): 8 tokens in 2 chunks of 4: what each token reads
   with ``read="anchor"`` (NL eq 90 read literally) and with ``read="causal"`` (the default; Titans
   eq 15, NL eq 94), and that both take every token's gradient at its chunk-start state. For the
@@ -775,6 +778,44 @@ def chunk_reads() -> Diagram:
     return d
 
 
+# --------------------------------------------------------------------------- 6. course map
+
+COURSE = (  # (part heading, box kind, notebooks: (number and title, what it builds, two lines))
+    ("Part 1 · A memory that learns while it reads (Titans)", "memory", (
+        ("00 · Start here", "a memory learns facts", "while it reads (eq 12)"),
+        ("01 · Associative memory", "write: outer product; read:", "a product; softmax (eq 62)"),
+        ("02 · Test-time learning", "surprise, momentum and", "forgetting (Titans eq 9-14)"),
+        ("03 · Chunked training", "the same rule in chunks;", "anchor vs causal reads"),
+    )),
+    ("Part 2 · Nested learning and HOPE", "cms", (
+        ("04 · Nested-learning view", "optimizers are memories;", "levels and their clocks"),
+        ("05 · DGD, self-modifying", "delta GD (NL eq 56-57);", "memories write their rules"),
+        ("06 · Continuum memory", "levels at several speeds", "(NL eq 70-74), token clock"),
+        ("07 · The HOPE block", "Titans + CMS end to end;", "state size vs KV cache"),
+    )),
+    ("Part 3 · The optimizer and the evidence", "neutral", (
+        ("08 · M3 optimizer", "Muon with a fast and a", "slow momentum (NL Alg. 1)"),
+        ("09 · Reproductions", "the paper's claims beside", "ours, with 95 % intervals"),
+        ("10 · Capstone", "design an ablation, run it,", "write its verdict"),
+    )),
+)  # fmt: skip
+
+
+def course_map() -> Diagram:
+    d = Diagram("The course: eleven notebooks, read in order (each builds on the one before)", 392)
+    w, gap, pitch = 216, 20, 108  # box width, gap between boxes, px per part
+    for i, (heading, kind, notebooks) in enumerate(COURSE):
+        top = 62 + i * pitch
+        d.label(20, top, heading, bold=True)
+        boxes = [d.box(20 + j * (w + gap), top + 12, [title, (one, "note"), (two, "note")],
+                       kind=kind, w=w) for j, (title, one, two) in enumerate(notebooks)]
+        for a, b in itertools.pairwise(boxes):
+            d.arrow(a.east(), b.west())
+    d.tag(20, 62 + 3 * pitch - 4, "Every notebook runs top to bottom in a fresh kernel, checks its "
+                                  "hand-written code against hope_lite, and ends with exercises.")
+    return d
+
+
 # --------------------------------------------------------------------------- registry
 
 DIAGRAMS = {
@@ -783,6 +824,7 @@ DIAGRAMS = {
     "hope_block": hope_block,
     "levels_clocks": levels_clocks,
     "chunk_reads": chunk_reads,
+    "course_map": course_map,
 }
 
 
