@@ -27,6 +27,7 @@ SMALL: dict[str, dict] = {
     "babilong_1hop": {"context_len": 128},
     "babilong_2hop": {"context_len": 128},
     "continual_translation": {},
+    "in_context_languages": {"examples_a": 6, "examples_b": 6, "queries": 3},
 }
 
 

@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, str] = {
     "niah": "hope_lite.experiments.niah",
     "babilong": "hope_lite.experiments.babilong",
     "continual": "hope_lite.experiments.continual",
+    "continual_context": "hope_lite.experiments.continual_context",
     "optimizers": "hope_lite.experiments.optimizers_repro",  # adapter over optimizers.py
     "ablations": "hope_lite.experiments.ablations",
     "lm": "hope_lite.experiments.lm",

@@ -21,7 +21,13 @@ from functools import partial
 
 from hope_lite.tasks.babilong import BabiLong
 from hope_lite.tasks.base import IGNORE_INDEX, Batch, Task
-from hope_lite.tasks.continual import Translation, continual_pair, held_out, phase_schedule
+from hope_lite.tasks.continual import (
+    InContextLanguages,
+    Translation,
+    continual_pair,
+    held_out,
+    phase_schedule,
+)
 from hope_lite.tasks.corpus import ByteLM
 from hope_lite.tasks.formal import LANGUAGES, FormalLanguage, accepts
 from hope_lite.tasks.mad import (
@@ -45,6 +51,7 @@ __all__ = [
     "Compression",
     "FormalLanguage",
     "FuzzyInContextRecall",
+    "InContextLanguages",
     "InContextRecall",
     "Memorization",
     "NeedlePlan",
@@ -74,6 +81,7 @@ TASKS: dict[str, Callable[..., Task]] = {
     "babilong_1hop": partial(BabiLong, hops=1),
     "babilong_2hop": partial(BabiLong, hops=2),
     "continual_translation": Translation,
+    "in_context_languages": InContextLanguages,
     "byte_lm": ByteLM,
 }
 

@@ -67,13 +67,8 @@ class Translation(Task):
     @cached_property
     def tables(self) -> dict[str, np.ndarray]:
         """``{"A": perm_A, "B": perm_B}``; B agrees with A on ``round(shared * V)`` sources."""
-        V = self.content_vocab
         rng = rng_for(self.grammar_seed, "continual-grammar")
-        perm_a = rng.permutation(V)
-        differ = rng.permutation(V)[round(self.shared * V) :]  # source tokens where B differs
-        perm_b = perm_a.copy()
-        perm_b[differ] = perm_a[np.roll(differ, 1)]  # a cycle through them: no fixed point
-        return {"A": perm_a, "B": perm_b}
+        return dict(zip("AB", _conflicting_tables(rng, self.content_vocab, self.shared)))
 
     @property
     def table(self) -> np.ndarray:
@@ -95,6 +90,91 @@ class Translation(Task):
         table = dict(enumerate(self.tables[language].tolist()))
         source = row[1 if self.tagged else 0 : sep]
         return [IGNORE_INDEX] * sep + [table[x] for x in source] + [IGNORE_INDEX]
+
+
+def _conflicting_tables(rng: np.random.Generator, vocab: int, shared: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(perm_A, perm_B)``: B agrees with A on ``round(shared * vocab)`` sources and differs on the
+    others through a cycle (no source keeps A's translation)."""
+    perm_a = rng.permutation(vocab)
+    differ = rng.permutation(vocab)[round(shared * vocab) :]
+    perm_b = perm_a.copy()
+    perm_b[differ] = perm_a[np.roll(differ, 1)]
+    return perm_a, perm_b
+
+
+@dataclass(frozen=True)
+class InContextLanguages(Task):
+    """Two languages taught in context, one after the other, in one stream: NL sec. 9.1's CTNL
+    protocol at toy scale (the languages are learned while reading, not in the weights).
+
+    Every row draws its own pair of word-by-word translations (so no weight can know them): first
+    ``examples_a`` examples of language A, then ``examples_b`` of language B (translating the same
+    source words differently: ``shared`` as in :class:`Translation`), then ``queries`` examples
+    of A again, each a source word shown in the A phase. An example is ``TAG x SEP y``; ``y`` is
+    scored at ``SEP`` when the row has already shown ``x`` in that language (the first showing
+    cannot be known), so the A queries measure what is left of A after B.
+    """
+
+    content_vocab: int = 8  # source and target words, shared by the two languages
+    examples_a: int = 16
+    examples_b: int = 16
+    queries: int = 8  # A examples after the B phase
+    shared: float = 0.0
+    seed: int = 0
+
+    name = "in_context_languages"  # type: ignore[assignment]
+    layout = ("[TAG_A x SEP y] x examples_a, [TAG_B x SEP y] x examples_b, [TAG_A x SEP y] x queries; "
+              "y scored at SEP once the row has shown x in that language")
+    sep_token = property(lambda self: self.content_vocab)
+    vocab_size = property(lambda self: self.content_vocab + 3)  # type: ignore[assignment]
+
+    def tag(self, language: str) -> int:
+        """The tag token of language "A" or "B"."""
+        return self.content_vocab + 1 + "AB".index(language)
+
+    def __post_init__(self) -> None:
+        check_int("content_vocab", self.content_vocab, 2)
+        for name in ("examples_a", "examples_b", "queries"):
+            check_int(name, getattr(self, name), 1)
+        check_fraction("shared", self.shared)
+        check_int("seed", self.seed, 0)
+        if self.content_vocab - round(self.shared * self.content_vocab) == 1:
+            raise ValueError(f"shared={self.shared} leaves one word to differ, which a permutation cannot "
+                             f"(content_vocab={self.content_vocab}); choose shared so that 0 or >= 2 differ")
+
+    @property
+    def phases(self) -> dict[str, slice]:
+        """Which examples (index e: tokens 4e .. 4e+3) belong to the A phase, the B phase, the queries."""
+        a, b = self.examples_a, self.examples_a + self.examples_b
+        return {"A": slice(0, a), "B": slice(a, b), "queries": slice(b, b + self.queries)}
+
+    def _sample(self, count, split, rng):
+        V, n_a, n_b, n_q = self.content_vocab, self.examples_a, self.examples_b, self.queries
+        x = np.empty((count, 4 * (n_a + n_b + n_q)), dtype=np.int64)
+        for row in range(count):
+            perm = dict(zip("AB", _conflicting_tables(rng, V, self.shared)))
+            src_a, src_b = rng.integers(0, V, n_a), rng.integers(0, V, n_b)
+            src_q = rng.choice(src_a, n_q)  # words the A phase taught
+            langs = ["A"] * n_a + ["B"] * n_b + ["A"] * n_q
+            src = np.concatenate([src_a, src_b, src_q])
+            tgt = np.array([perm[lang][w] for lang, w in zip(langs, src)])
+            tags = np.array([self.tag(lang) for lang in langs])
+            x[row] = np.stack([tags, src, np.full_like(src, V), tgt], 1).ravel()
+        y = np.full_like(x, IGNORE_INDEX)
+        tag, src, tgt = x[:, 0::4], x[:, 1::4], x[:, 3::4]
+        key = tag * V + src  # (language, word)
+        seen = (key[:, :, None] == key[:, None, :]) & np.tri(key.shape[1], k=-1, dtype=bool)[None]
+        y[:, 2::4] = np.where(seen.any(-1), tgt, IGNORE_INDEX)
+        return x, y
+
+    def oracle_row(self, row):
+        out, taught = [IGNORE_INDEX] * len(row), {}
+        for start in range(0, len(row), 4):
+            tag, word, _, answer = row[start : start + 4]
+            if (tag, word) in taught:
+                out[start + 2] = taught[(tag, word)]
+            taught[(tag, word)] = answer
+        return out
 
 
 def continual_pair(**params) -> dict[str, Translation]:
