@@ -73,6 +73,9 @@ def test_verdicts_follow_the_data():
                               "hope3_steps": 0.0}))
     assert [c.verdict for c in bad] == ["not at this scale"] * 4
     assert cc.verdicts({})[-1].ours is None
+    unlearned = _means({"hope3": 0.0, "hope3_steps": 30.0})
+    unlearned["hope3"]["acc_A_peak"] = 25.0  # near chance: nothing was learned, so nothing to forget
+    assert cc.verdicts(unlearned)[-1].verdict == "not at this scale"
 
 
 @pytest.mark.parametrize("change, match", [
