@@ -16,8 +16,13 @@ gathers the runs of one preset into the summary committed under ``docs/results/`
 ``standard`` preset written there, it also rewrites the results block of the repository's README). ``--set`` may repeat; a list value is comma-separated (``--set models=hope,titans``).
 A run writes ``OUT/NAME`` (default ``runs/EXPERIMENT-PRESET``); rerunning the same command resumes
 it (see :mod:`hope_lite.experiments.runner`). A mistake in what was asked for (a name, key, value,
-preset or device) ends with exit code 2 and one line on stderr; an interrupt ends with 130; a
-suite in which an experiment failed ends with 1.
+preset or device), or a run directory another process is writing, ends with exit code 2 and one
+line on stderr; an interrupt ends with 130; a suite in which an experiment failed ends with 1.
+
+``torchrun --standalone --nproc_per_node N -m hope_lite run ...`` spreads one run's (cell, seed)
+pairs over N processes (``--device cuda``: one GPU each); rank 0 alone prints the result and the
+one-line errors (every rank exits with the same code; torchrun itself then exits 1). ``suite`` runs
+in one process only.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import asdict
 from typing import Sequence
 
 from hope_lite.experiments.config import UsageError, parse_assignments
+from hope_lite.experiments.distributed import Job
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, headline_metrics, with_interval
 from hope_lite.experiments.runner import run_experiment
@@ -126,7 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     p = parser()
     args = p.parse_args(argv)
+    lead = True  # rank 0 of a torchrun job (or a plain run): the one that prints
     try:
+        job = Job.from_env()
+        lead = job.rank == 0
+        if job.distributed and args.command != "run":
+            raise UsageError(f"under torchrun only 'run' spreads over processes; run '{args.command}' "
+                             f"as one process (WORLD_SIZE={job.world})")  # fmt: skip
         if args.command == "list":
             _list()
         elif args.command == "show":
@@ -134,11 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "run":
             experiment = get_experiment(args.experiment)
             seeds = default_seeds(args.preset) if args.seeds is None else args.seeds
-            _print_result(run_experiment(
+            result = run_experiment(
                 experiment, args.preset, parse_assignments(args.overrides), seeds,
                 args.device, args.out, args.name, not args.no_progress, args.fresh, args.threads,
                 args.workers,
-            ), experiment)  # fmt: skip
+            )  # fmt: skip
+            if lead:
+                _print_result(result, experiment)
         elif args.command == "results":
             summary = collect(args.preset, args.out)
             path = write_results(summary, args.to)
@@ -153,8 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{PROG}: failed: {', '.join(summary['failed'])}", file=sys.stderr)
                 return 1
     except UsageError as error:
-        p.exit(2, f"{PROG}: error: {error}\n")
+        p.exit(2, f"{PROG}: error: {error}\n" if lead else None)  # every rank knows; rank 0 says it
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        if lead:
+            print(f"\n{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0

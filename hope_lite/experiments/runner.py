@@ -6,12 +6,14 @@
 ``python -m hope_lite run`` calls the same function, so a notebook and the CLI given one config
 get the same numbers. A run lives in ``OUT_DIR/RUN_NAME/`` (default ``runs/NAME-PRESET``):
 
-    config.json     experiment, preset, full config, seeds, device, threads, workers, torch version,
-                    git commit, machine, start time (of the latest call)
+    config.json     experiment, preset, full config, seeds, device, threads, workers, ranks, torch
+                    version, git commit, machine, start time (of the latest call)
     results.jsonl   one row per (cell, seed): metrics and seconds, appended and fsynced as it lands
     results.json    rows, per-cell seed mean / std / n, claims (ours beside the paper's)
     results.csv     one line per cell, seed, metric, value
     report.html     one self-contained page: config, claims table, bar chart with error bars
+    run.lock        while a run writes: its pid, host and start time (see "One writer" below)
+    results.rank{r}.jsonl   during a torchrun job: rank r's rows (see "Over processes" below)
 
 Before each ``run_cell`` the python, numpy and torch RNGs are seeded with the seed, so a (cell,
 seed) gives the same numbers whatever ran before it, and ``workers=N`` can run N pairs at once in
@@ -23,6 +25,41 @@ unless ``fresh=True``, which deletes its results first. Every value is checked (
 before anything is written, and a run that fails before its first row lands removes the config.json
 it wrote, so the next run may ask for another config. ``seeds`` may change between runs; the
 summary covers this call's seeds, while ``results.jsonl`` keeps every row.
+
+Over processes. ``torchrun --standalone --nproc_per_node N -m hope_lite run NAME ...`` starts N
+ranks that each call :func:`run_experiment` with the same arguments (torchrun sets ``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``; any run with ``WORLD_SIZE`` > 1 is one rank of a job):
+
+1. rank 0 takes the lock, checks or writes config.json (and ``fresh`` deletes, as above), moves
+   the rows of any ``results.rank{r}.jsonl`` a killed job left into results.jsonl, and tells every
+   rank the pairs still to run (cells x seeds, minus those recorded);
+2. rank r runs ``todo[r::N]`` of that list (a round robin, ``workers`` processes at a time if
+   asked), appending each row, fsynced, to its own ``results.rank{r}.jsonl``: no two processes
+   ever append to one file;
+3. when every rank has finished its share, rank 0 merges the rank files into results.jsonl
+   (rewritten whole and synced, then renamed into place, and only then the rank files removed; a
+   pair already recorded keeps its row, so nothing is lost or doubled even if this is cut short)
+   and writes results.json / results.csv / report.html once. Every rank returns the same result.
+
+The ranks talk through the job's key-value store (torchrun's TCPStore, via
+``torch.distributed.rendezvous("env://")``), not a process group: a cell that trains with
+:func:`~hope_lite.training.train` must not find an initialised process group, or it would treat
+the ranks as data-parallel copies of one model (see :mod:`hope_lite.experiments.distributed`).
+``--device cuda`` (or ``auto`` with GPUs) gives rank r of a machine ``cuda:LOCAL_RANK``
+(:func:`~hope_lite.experiments.distributed.rank_device`); ``cuda:K`` puts every rank on GPU K.
+Every pair is seeded on its own, so the rows are those of a one-process run, bit for bit on the
+same device and thread count, and results.jsonl lists them in the same (cells x seeds) order. A
+killed job resumes with the same command, on any number of ranks or one: what landed in
+results.jsonl or a rank file is not run again. A cell that raises stops its rank; the other ranks
+finish their shares, their rows are merged, and then every rank raises.
+
+One writer. ``run.lock`` in the run directory is held (``fcntl.flock``) by the one process that
+writes the run's shared files: a plain run, or rank 0 of a torchrun job (the other ranks write
+only their rank files, and only after rank 0 has taken the lock). A second run on the same
+directory is refused with :class:`~hope_lite.experiments.distributed.RunDirBusy` (the CLI: one
+line naming the directory and the holder's pid, host and start time; exit code 2) before it
+touches anything. The lock is released when the run ends, also by an exception; a lock file left
+by a process that died (the kernel frees its lock) is taken over with a line on stderr.
 """
 
 from __future__ import annotations
@@ -50,6 +87,13 @@ from hope_lite.experiments.config import (
     check_threads,
     resolve_config,
     resolve_device,
+)
+from hope_lite.experiments.distributed import (
+    Job,
+    RunLock,
+    rank_device,
+    rank_rows_files,
+    rank_rows_path,
 )
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.results import commit, machine
@@ -89,6 +133,8 @@ def _open_run_dir(paths: dict[str, Path], identity: dict[str, Any], fresh: bool)
     if fresh:
         for key in PATH_NAMES:
             paths[key].unlink(missing_ok=True)
+        for path in rank_rows_files(run_dir):
+            path.unlink(missing_ok=True)
     if paths["config"].exists():
         old = json.loads(paths["config"].read_text(encoding="utf-8"))
         old_config, new_config, absent = old.get("config", {}), identity["config"], "(absent)"
@@ -105,10 +151,9 @@ def _open_run_dir(paths: dict[str, Path], identity: dict[str, Any], fresh: bool)
                 f"run directory {run_dir} holds another config ({'; '.join(changed)}); "
                 f"use --fresh to start it over or --name to pick another directory"
             )
-    elif paths["rows"].exists():
-        raise UsageError(
-            f"{run_dir} has results.jsonl but no config.json; use --fresh to start over"
-        )
+    elif paths["rows"].exists() or rank_rows_files(run_dir):
+        found = paths["rows"] if paths["rows"].exists() else rank_rows_files(run_dir)[0]
+        raise UsageError(f"{run_dir} has {found.name} but no config.json; use --fresh to start over")
 
 
 def check_workers(workers: int, experiment: Experiment) -> int:
@@ -149,6 +194,50 @@ def _append_row(path: Path, row: Row) -> None:
         file.write(json.dumps(row) + "\n")
         file.flush()
         os.fsync(file.fileno())
+
+
+def _write_durable(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, on disk before the rename is."""
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself on disk (POSIX)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def merge_rank_rows(rows_path: Path, order: Iterable[tuple[str, int]] = ()) -> dict[tuple[str, int], Row]:
+    """Move the rows of the ``results.rank{r}.jsonl`` beside ``rows_path`` into it; its rows after.
+
+    A pair already in ``rows_path`` (or in a lower rank's file) keeps that row, so a merge cut
+    short by a kill, and run again, doubles nothing. The new rows are appended in ``order`` (the
+    run's cells x seeds), then any others by (cell, seed); ``rows_path`` is replaced in one step
+    (written and synced first), and only then are the rank files removed.
+    """
+    files = rank_rows_files(rows_path.parent)
+    done = load_rows(rows_path)
+    if not files:
+        return done
+    new: dict[tuple[str, int], Row] = {}
+    for path in files:
+        for key, row in load_rows(path).items():
+            if key not in done and key not in new:
+                new[key] = row
+    if new:
+        position = {pair: index for index, pair in enumerate(order)}
+        keys = sorted(new, key=lambda pair: (position.get(pair, len(position)), pair))
+        text = rows_path.read_text(encoding="utf-8") if rows_path.exists() else ""
+        _write_durable(rows_path, text + "".join(json.dumps(new[key]) + "\n" for key in keys))
+        done.update((key, new[key]) for key in keys)
+    for path in files:
+        path.unlink(missing_ok=True)
+    return done
 
 
 def _metrics(experiment: Experiment, cell: str, seed: int, metrics: Any) -> dict[str, float]:
@@ -314,9 +403,15 @@ def run_experiment(
     with one worker, since every pair is seeded on its own. It needs a registered experiment (a
     worker imports it by name).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every rank calls this with the same arguments; each
+    runs its round-robin share of the pairs left and all return the same result (rank 0 alone
+    writes the summary). See the module docstring.
+
     ``name`` is a registered name (:data:`~hope_lite.experiments.registry.EXPERIMENTS`), a
     ``"package.module:ATTRIBUTE"`` path or an :class:`Experiment` itself. ``overrides`` values may
-    be text (as from ``--set``) or Python values. Raises :class:`UsageError` for a bad argument.
+    be text (as from ``--set``) or Python values. Raises :class:`UsageError` for a bad argument,
+    :class:`~hope_lite.experiments.distributed.RunDirBusy` (a UsageError) when another process
+    is writing the run directory.
     """
     experiment = get_experiment(name) if isinstance(name, str) else name
     config = resolve_config(experiment, preset, overrides)
@@ -325,34 +420,84 @@ def run_experiment(
     run_name = run_name or f"{experiment.name}-{preset}"
     if Path(run_name).name != run_name or run_name in ("", ".", ".."):
         raise UsageError(f"run_name={run_name!r} must be a plain directory name (no '/')")
+    job = Job.from_env()
     run_dir = Path(out_dir) / run_name
     paths = {"dir": run_dir, **{key: run_dir / file for key, file in PATH_NAMES.items()}}
     identity = {"experiment": experiment.name, "preset": preset, "config": _jsonable(config),
                 "device": str(resolved)}  # fmt: skip
-    _open_run_dir(paths, identity, fresh)
-    created = not paths["config"].exists()
+    pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
     if threads is not None:
         torch.set_num_threads(threads)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record = {**identity, "seeds": list(seeds), "threads": torch.get_num_threads(), "workers": workers,
-              "torch": torch.__version__, "commit": commit(), "machine": machine(), "started": started}  # fmt: skip
-    _write_atomic(paths["config"], json.dumps(record, indent=2) + "\n")
-    done = load_rows(paths["rows"])
-    pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
-    todo = [pair for pair in pairs if pair not in done]
-    bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=run_name, unit="cell",
-               disable=not progress)  # fmt: skip
-    try:
-        _run_cells(experiment, config, todo, resolved, paths["rows"], done, bar, workers)
-    except BaseException:
-        if created and not paths["rows"].exists():  # nothing landed: do not block another config
+    lock = RunLock(run_dir, job)
+    created = False
+
+    def set_up() -> list[list[Any]]:
+        """Rank 0: lock the directory, check or write its config, merge rows ranks left; what is left."""
+        nonlocal created
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        _open_run_dir(paths, identity, fresh)
+        created = not paths["config"].exists()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record = {**identity, "seeds": list(seeds), "threads": torch.get_num_threads(), "workers": workers,
+                  "ranks": job.world, "torch": torch.__version__, "commit": commit(), "machine": machine(),
+                  "started": started}  # fmt: skip
+        _write_atomic(paths["config"], json.dumps(record, indent=2) + "\n")
+        done = merge_rank_rows(paths["rows"], pairs)
+        return [[cell, seed] for cell, seed in pairs if (cell, seed) not in done]
+
+    def finish(complete: bool) -> list[Row] | None:
+        """Rank 0, once every rank has stopped: merge their rows; drop a config no row landed under."""
+        done = merge_rank_rows(paths["rows"], pairs)
+        if created and not done:  # nothing landed: do not block another config
             paths["config"].unlink(missing_ok=True)
-        raise
-    rows = [done[pair] for pair in pairs]
-    means, stds, counts = summarise(rows)
-    result = RunResult(
-        experiment.name, preset, config, seeds, str(resolved), rows, means, stds, counts,
-        judged_claims(experiment, rows, means), paths,
-    )  # fmt: skip
-    _write_results(result, experiment)
-    return result
+        return [done[pair] for pair in pairs] if complete else None
+
+    try:
+        with job.connected():
+            run_device = resolved
+            if job.distributed:
+                gpus = torch.cuda.device_count() if resolved.type == "cuda" else 0
+                run_device = job.agree(
+                    "device", lambda: rank_device(resolved, job.local_rank, job.local_world, gpus)
+                )
+                if run_device.type == "cuda":
+                    torch.cuda.set_device(run_device)
+            todo = [(cell, seed) for cell, seed in job.on_rank_zero("set up", set_up)]
+            share = job.share(todo)
+            if job.distributed:
+                rows_path = rank_rows_path(run_dir, job.rank)
+                bar = tqdm(total=len(share), desc=f"{run_name} rank 0/{job.world}", unit="cell",
+                           disable=not progress or job.rank != 0)  # fmt: skip
+            else:
+                rows_path = paths["rows"]
+                bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=run_name, unit="cell",
+                           disable=not progress)  # fmt: skip
+            failure: BaseException | None = None
+            try:
+                _run_cells(experiment, config, share, run_device, rows_path, {}, bar, workers)
+            except Exception as error:  # noqa: BLE001 - the other ranks finish their shares first
+                failure = error
+            except BaseException as error:
+                if job.distributed:  # an interrupt or a kill: torchrun stops every rank; rows are saved
+                    raise
+                failure = error
+            failed = job.gather("ran", None if failure is None else f"{type(failure).__name__}: {failure}")
+            complete = not any(failed)
+            rows = job.on_rank_zero("finish", lambda: finish(complete))
+        if failure is not None:
+            raise failure
+        for rank, message in enumerate(failed):
+            if message is not None:
+                raise RuntimeError(f"rank {rank} of {job.world} failed ({message}); the rows that "
+                                   f"landed are saved: rerun the same command to resume")  # fmt: skip
+        means, stds, counts = summarise(rows)
+        result = RunResult(
+            experiment.name, preset, config, seeds, str(resolved), rows, means, stds, counts,
+            judged_claims(experiment, rows, means), paths,
+        )  # fmt: skip
+        if job.rank == 0:
+            _write_results(result, experiment)
+        return result
+    finally:
+        lock.release()
