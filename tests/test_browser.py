@@ -5,8 +5,10 @@ Starts JupyterLab on 127.0.0.1 (a free port, no token) in a temporary root holdi
 package (no browser download), runs every cell from the Run menu, and checks:
 
 - the forgetting curves grow *while* their cell is still running (live FigureWidget updates);
-- every view renders (five plotly graphs) and the last cell prints ``VIEWS-DONE``;
-- pressing Play moves the slider and changes the memory heatmap (data and pixels).
+- every view renders (six plotly graphs) and the last cell prints ``VIEWS-DONE``;
+- pressing Play moves the slider and changes the memory heatmap (data and pixels), both on the
+  raw Titans memory's player and on the memory animator of a briefly trained tiny HOPE (its
+  M_memory heatmap, the title at the cursor and the pixels).
 
 One screenshot per view goes to ``build/screenshots/`` (used in the README). Skips, with the
 reason, only when ``playwright`` is not installed or no chromium executable is found
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "tests" / "browser" / "views.ipynb"
 SHOTS = ROOT / "build" / "screenshots"
 # code cells of views.ipynb, in order
-SETUP, MEMORY, FORGETTING, TRAIN, NIAH, DASHBOARD, DONE = range(7)
+SETUP, MEMORY, FORGETTING, TRAIN, NIAH, DASHBOARD, TRAINED, DONE = range(8)
 TIMEOUT_MS = 240_000  # a shared 2-core machine: importing torch in the kernel alone can take 20 s
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -100,9 +102,14 @@ _STATE = """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].ma
   prompt: c.querySelector('.jp-InputPrompt').textContent,
   output: c.querySelector('.jp-Cell-outputArea').innerText.slice(0, 60),
   plots: [...c.querySelectorAll('.js-plotly-plot')].map(gd => gd.data ? gd.data.length : null)}))"""
-_HEAT_Z = """i => {
+_HEAT_Z = """i => {  // the first heatmap of the cell's first plot
   const gd = document.querySelectorAll('.jp-Notebook .jp-CodeCell')[i].querySelector('.js-plotly-plot');
-  return gd && gd.data ? JSON.stringify(gd.data[0].z) : null;
+  const heat = gd && gd.data ? gd.data.find(t => t.type === 'heatmap') : null;
+  return heat ? JSON.stringify(heat.z) : null;
+}"""
+_TITLE = """i => {
+  const gd = document.querySelectorAll('.jp-Notebook .jp-CodeCell')[i].querySelector('.js-plotly-plot');
+  return gd && gd.layout && gd.layout.title ? gd.layout.title.text : null;
 }"""
 
 
@@ -128,9 +135,9 @@ def test_views_render_live_and_play(chromium, lab):
             browser.close()
 
 
-_ALL_DRAWN = """() => {  // five plots, each drawn with its data
+_ALL_DRAWN = """() => {  // six plots, each drawn with its data
   const graphs = [...document.querySelectorAll('.jp-Notebook .js-plotly-plot')];
-  return graphs.length >= 5 && graphs.every(gd => gd.data && gd.data.length > 0);
+  return graphs.length >= 6 && graphs.every(gd => gd.data && gd.data.length > 0);
 }"""
 
 
@@ -177,18 +184,24 @@ def _drive(page, url: str) -> None:
     page.wait_for_selector(f".jp-Notebook .jp-CodeCell >> nth={DASHBOARD} >> .js-plotly-plot .table")
     page.wait_for_timeout(500)  # let plotly finish its transitions before the pictures
 
-    # Play: the slider moves (in the browser) and the heatmap follows (through the kernel)
-    memory = _cell(page, MEMORY)
-    readout = memory.locator(".widget-readout").first
-    graph = memory.locator(".js-plotly-plot").first
-    graph.scroll_into_view_if_needed()
-    before_z, before_png = page.evaluate(_HEAT_Z, MEMORY), graph.screenshot()
-    assert readout.inner_text().strip() == "0"
-    memory.locator(".widget-play button").first.click()
-    page.wait_for_function("([i, z]) => (" + _HEAT_Z + ")(i) !== z", arg=[MEMORY, before_z])
-    page.wait_for_timeout(1000)
-    assert int(readout.inner_text().strip()) > 0, "Play did not move the slider"
-    assert graph.screenshot() != before_png, "the heatmap looks the same after Play"
+    # Play: the slider moves (in the browser) and the heatmap follows (through the kernel), on the
+    # raw memory's player and on the animator of the trained HOPE (its heatmap moves at chunk ends)
+    for i, view in ((MEMORY, "memory player"), (TRAINED, "trained HOPE's animator")):
+        cell = _cell(page, i)
+        readout = cell.locator(".widget-readout").first
+        graph = cell.locator(".js-plotly-plot").first
+        graph.scroll_into_view_if_needed()
+        before_z, before_title, before_png = page.evaluate(_HEAT_Z, i), page.evaluate(_TITLE, i), graph.screenshot()
+        assert before_z is not None, f"{view}: no heatmap drawn"
+        assert readout.inner_text().strip() == "0", view
+        cell.locator(".widget-play button").first.click()
+        page.wait_for_function("([i, z]) => (" + _HEAT_Z + ")(i) !== z", arg=[i, before_z])
+        page.wait_for_timeout(1000)
+        assert int(readout.inner_text().strip()) > 0, f"{view}: Play did not move the slider"
+        assert graph.screenshot() != before_png, f"{view}: the heatmap looks the same after Play"
+        if i == TRAINED:
+            assert page.evaluate(_TITLE, i) != before_title, f"{view}: the title did not follow the cursor"
+            cell.locator(".widget-play button").first.click()  # pause (play toggles): the kernel is free for the live check
 
     # live: rerun the training loop alone (during Run All the browser may still be loading the
     # widgets' code while the loop runs); the rendered forgetting plot must gain points as it runs
@@ -211,5 +224,5 @@ def _drive(page, url: str) -> None:
     assert len(partial) >= 2, f"no live redraws seen before the cell ended: counts {sorted(set(seen))}"
 
     for i, name in ((MEMORY, "memory_player"), (FORGETTING, "forgetting_live"), (NIAH, "niah_heatmap"),
-                    (DASHBOARD, "results_dashboard")):
+                    (DASHBOARD, "results_dashboard"), (TRAINED, "trained_animator")):
         _cell(page, i).locator(".jp-Cell-outputArea").screenshot(path=str(SHOTS / f"{name}.png"))
