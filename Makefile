@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make course   create .venv, install everything, register the kernel, open the course in JupyterLab
 #   make test     create or reuse .venv, install, run the whole test suite
+#   make explore  the same set-up, then open the Memory Explorer app (Voila, no code shown)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 TORCH_CPU ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: course test install kernel browser book bench clean
+.PHONY: course explore test install kernel browser book bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,11 @@ kernel: install
 
 course: kernel
 	$(BIN)/jupyter lab --ip=127.0.0.1 $(ALLOW_ROOT) notebooks/00_start_here.ipynb
+
+# the Memory Explorer (widgets/explorer.ipynb) served by Voila on 127.0.0.1 (Voila runs as root as
+# is, no flag needed); its Export button writes to build/explorer/
+explore: kernel
+	$(BIN)/python -m hope_lite explore --ip=127.0.0.1 --export-dir=build/explorer
 
 test: kernel browser
 	$(BIN)/python -m pytest

@@ -8,6 +8,7 @@
     hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh] [--workers 2]
                     [--results docs/results]
     hope-lite results [--preset standard] [--out runs] [--to docs/results]
+    hope-lite explore [--port 8866] [--ip 127.0.0.1] [--no-browser] [--export-dir explorer_exports]
 
 ``--seeds`` takes the seed list itself: ``--seeds 0 1 2`` runs three seeds, ``--seeds 3`` runs one
 (seed 3); without it a preset runs its own (``standard``: 0 1 2, the others: 0). ``--workers 2``
@@ -28,8 +29,11 @@ in one process only.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Sequence
 
 from hope_lite.experiments.config import UsageError, parse_assignments
@@ -42,6 +46,8 @@ from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult, d
 from hope_lite.experiments.suite import run_suite
 
 PROG = "hope-lite"
+EXPLORER = "explorer.ipynb"  # the Memory Explorer app, in the widgets package
+EXPLORER_PORT = 8866  # Voila's own default
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,6 +83,18 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--preset", default="standard", help="the preset of the runs (standard)")
     results.add_argument("--out", default="runs", help="the folder of run directories (runs)")
     results.add_argument("--to", default=str(RESULTS_DIR), help="where to write (docs/results)")
+    explore = commands.add_parser(
+        "explore", help="open the Memory Explorer app in the browser (Voila)",
+        description="Serve the Memory Explorer (watch a Titans or HOPE memory read a stream) with Voila and open "
+                    "it in the browser; Ctrl+C stops it. Models trained on first use are cached under "
+                    "$HOPE_LITE_CACHE/explorer (default ~/.cache/hope_lite/explorer).")
+    explore.add_argument("--port", default=str(EXPLORER_PORT), metavar="PORT",
+                         help=f"the port to serve on, 1 to 65535 (default {EXPLORER_PORT}; the next free one if taken)")
+    explore.add_argument("--ip", default="127.0.0.1",
+                         help="the address to serve on (default 127.0.0.1: this machine only)")
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address")
+    explore.add_argument("--export-dir", default="explorer_exports", metavar="DIR",
+                         help="where the app's Export button writes HTML (default ./explorer_exports)")
     return p
 
 
@@ -128,6 +146,46 @@ def _print_result(result: RunResult, experiment: Experiment) -> None:
     print(f"report: {result.paths['report']}")
 
 
+def explorer_app() -> Path:
+    """The Memory Explorer notebook: ``widgets/explorer.ipynb`` of this checkout (or editable
+    install), else of the installed ``widgets`` package (found without importing it)."""
+    here = Path(__file__).resolve().parents[1] / "widgets" / EXPLORER
+    if here.is_file():
+        return here
+    spec = importlib.util.find_spec("widgets")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / EXPLORER).is_file():
+            return Path(folder) / EXPLORER
+    raise UsageError(f"the Memory Explorer app ({EXPLORER}) is not installed: reinstall hope-lite (pip install -e .)")
+
+
+def explorer_port(value: str) -> int:
+    """``--port`` as an int in 1..65535, else a UsageError."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535 or str(value).strip() != str(port):
+        raise UsageError(f"--port={value!r} must be an integer from 1 to 65535")
+    return port
+
+
+def explore_command(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The Voila command line and environment that serve the Memory Explorer for ``args``."""
+    port = explorer_port(args.port)
+    if not args.ip.strip():
+        raise UsageError("--ip='' must be an address to serve on, such as 127.0.0.1")
+    if importlib.util.find_spec("voila") is None:
+        raise UsageError("voila is not installed; install it with pip install 'voila>=0.5' (or pip install -e .)")
+    app = explorer_app()
+    argv = [sys.executable, "-m", "voila", str(app), f"--port={port}", f"--Voila.ip={args.ip}",
+            "--strip_sources=True", "--theme=light", *(["--no-browser"] if args.no_browser else [])]
+    root = str(app.parents[1])  # the folder holding widgets/ and hope_lite/ (a checkout)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               HOPE_LITE_EXPLORER_EXPORTS=str(Path(args.export_dir).expanduser().resolve()))
+    return argv, env
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     p = parser()
@@ -153,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
             if lead:
                 _print_result(result, experiment)
+        elif args.command == "explore":
+            command, env = explore_command(args)
+            print(f"{PROG}: starting the Memory Explorer (Voila) at http://{args.ip}:{explorer_port(args.port)}/ or, "
+                  "if that port is taken, the next free one (Voila prints the address; Ctrl+C stops it)", flush=True)
+            os.execvpe(command[0], command, env)  # the process becomes the Voila server
         elif args.command == "results":
             summary = collect(args.preset, args.out)
             path = write_results(summary, args.to)
