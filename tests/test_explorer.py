@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from hope_lite import cli
+from hope_lite import cache, cli
 from hope_lite.models import make_model
 from widgets import explorer_core as core
 from widgets.explorer import MemoryExplorer
@@ -33,7 +33,7 @@ TINY = {"lmm": 2, "hope": 2}  # first-use training steps in these tests
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from hope_lite import trace
+from hope_lite import cache, trace
 from hope_lite.layers import NeuralMemory
 from hope_lite.memory import LinearMemory, Memory
 from hope_lite.models import KINDS, LanguageModel, ModelConfig, make_model
@@ -73,7 +73,6 @@ INDEX = {c: i for i, c in enumerate(VOCAB)}
 ALLOWED = "printable ASCII characters (space to ~) and newline"
 MIN_CHARS, MAX_CHARS = 2, 1024  # a stream's length
 FORMAT = "hope_lite.explorer/1"
-CACHE_ENV = "HOPE_LITE_CACHE"  # root of the cache (default ~/.cache/hope_lite)
 CACHE_VERSION = 1  # bump when the training rows or the trained configs change
 MODEL_KINDS = ("memory", *KINDS)  # what a checkpoint may hold
 TRAINED: dict[str, dict[str, Any]] = {  # ModelConfig fields of the models trained on first use
@@ -354,8 +353,7 @@ def load_checkpoint(path: str | os.PathLike, name: str = "checkpoint") -> Loaded
 
 def cache_dir() -> Path:
     """Where trained models are cached: ``$HOPE_LITE_CACHE/explorer`` or ``~/.cache/hope_lite/explorer``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hope_lite"
-    return Path(root).expanduser() / "explorer"
+    return cache.cache_dir("explorer")
 
 
 # --------------------------------------------------------------------------- training on first use

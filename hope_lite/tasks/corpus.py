@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from hope_lite.cache import cache_dir as cache_folder
 from hope_lite.tasks.base import Task
 from hope_lite.validate import check_choice, check_int
 
@@ -219,8 +220,7 @@ def verify(data: bytes, expected: str, what: str) -> bytes:
 
 def cache_dir() -> Path:
     """``$HOPE_LITE_CACHE/corpus``, by default ``~/.cache/hope_lite/corpus``."""
-    base = os.environ.get("HOPE_LITE_CACHE") or Path.home() / ".cache" / "hope_lite"
-    return Path(base) / "corpus"
+    return cache_folder("corpus")
 
 
 def download(url: str, path: Path, size: int | None = None, progress: bool = True) -> None:
