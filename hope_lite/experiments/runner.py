@@ -114,13 +114,6 @@ from hope_lite.training.checkpoint import seed_everything
 PATH_NAMES = {"config": "config.json", "rows": "results.jsonl", "json": "results.json",
               "csv": "results.csv", "report": "report.html"}  # RunResult.paths key -> file name
 RUN_FILES = tuple(PATH_NAMES.values())  # the files a finished run leaves
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file: a kill leaves old or new, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def _jsonable(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), for comparing configs."""
     return json.loads(json.dumps(value, default=str))
@@ -196,8 +189,9 @@ def _append_row(path: Path, row: Row) -> None:
         os.fsync(file.fileno())
 
 
-def _write_durable(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, on disk before the rename is."""
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, on disk before the rename is: a kill or a
+    crash leaves the old file or the new one, never half of it."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("w", encoding="utf-8") as file:
         file.write(text)
@@ -233,7 +227,7 @@ def merge_rank_rows(rows_path: Path, order: Iterable[tuple[str, int]] = ()) -> d
         position = {pair: index for index, pair in enumerate(order)}
         keys = sorted(new, key=lambda pair: (position.get(pair, len(position)), pair))
         text = rows_path.read_text(encoding="utf-8") if rows_path.exists() else ""
-        _write_durable(rows_path, text + "".join(json.dumps(new[key]) + "\n" for key in keys))
+        _write_atomic(rows_path, text + "".join(json.dumps(new[key]) + "\n" for key in keys))
         done.update((key, new[key]) for key in keys)
     for path in files:
         path.unlink(missing_ok=True)
