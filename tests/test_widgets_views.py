@@ -209,6 +209,28 @@ def test_memory_animator_widget_moves_and_reprobes(written):
     np.testing.assert_allclose(fig.data[slots["retrieved"]].y, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("probe, want", [
+    (dict(), ("seen token", 0, 0)),
+    (dict(probe_token=7), ("seen token", 7, 0)),
+    (dict(probe_seed=3), ("random key (seed)", 0, 3)),
+    (dict(probe_vector=[0.5, 0, 0, -1]), ("typed vector", 0, 0)),
+])
+def test_memory_animator_controls_start_at_the_given_probe(written, probe, want):
+    memory, tr, k, v, w0 = written
+    box = animator.memory_animator(tr, memory, keys=k, values=v, initial=w0, **probe)
+    mode, token, seed, vector = box.children[1].children
+    assert (mode.value, token.value, seed.value) == want
+    if "probe_vector" in probe:
+        assert vector.value == "0.5, 0, 0, -1"
+    # the figure shows the probe the controls show: reselecting it redraws the same curve
+    fig = box.children[-1]
+    retrieved = animator._slots(animator.prepare(tr, memory, keys=k, values=v, initial=w0))["retrieved"]
+    before = np.asarray(fig.data[retrieved].y)
+    mode.value = next(m for m in mode.options if m != mode.value)
+    mode.value = want[0]
+    np.testing.assert_allclose(fig.data[retrieved].y, before, rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- CMS timeline
 
 

@@ -326,12 +326,23 @@ def memory_animator(trace: MemoryTrace, memory: Memory | None = None, keys=None,
     if memory is None:
         return box
     modes = ["seen token", "random key (seed)", "typed vector"] if keys is not None else ["random key (seed)", "typed vector"]
-    mode = widgets.Dropdown(options=modes, description="probe key", layout=widgets.Layout(width="260px"))
-    token = widgets.BoundedIntText(value=0, min=0, max=len(trace) - 1, description="token index",
+    # the controls start at the probe prepare() used: exactly one of probe_token, probe_seed, probe_vector
+    given = {name: options.get(f"probe_{name}") for name in ("token", "seed", "vector")}
+    if all(x is None for x in given.values()):  # prepare()'s default
+        given["token" if keys is not None else "seed"] = 0
+    start = next(label for name, label in (("token", "seen token"), ("seed", "random key (seed)"),
+                                           ("vector", "typed vector")) if given[name] is not None)
+    typed = given["vector"]
+    if typed is None:
+        typed = ", ".join(["1"] + ["0"] * (memory.dim - 1))
+    elif not isinstance(typed, str):
+        typed = ", ".join(f"{float(x):g}" for x in np.ravel(np.asarray(typed, dtype=np.float64)))
+    mode = widgets.Dropdown(options=modes, value=start, description="probe key", layout=widgets.Layout(width="260px"))
+    token = widgets.BoundedIntText(value=given["token"] or 0, min=0, max=len(trace) - 1, description="token index",
                                    layout=widgets.Layout(width="200px"))
-    seed = widgets.BoundedIntText(value=0, min=0, max=2**31 - 1, description="seed", layout=widgets.Layout(width="180px"))
-    vector = widgets.Text(value=", ".join(["1"] + ["0"] * (memory.dim - 1)), description="vector",
-                          continuous_update=False, layout=widgets.Layout(width="360px"))
+    seed = widgets.BoundedIntText(value=given["seed"] or 0, min=0, max=2**31 - 1, description="seed",
+                                  layout=widgets.Layout(width="180px"))
+    vector = widgets.Text(value=typed, description="vector", continuous_update=False, layout=widgets.Layout(width="360px"))
     status = widgets.HTML()
 
     def reprobe(change=None) -> None:
