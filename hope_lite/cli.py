@@ -8,6 +8,8 @@
     hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh] [--workers 2]
                     [--results docs/results]
     hope-lite results [--preset standard] [--out runs] [--to docs/results]
+    hope-lite sweep mad --lrs 1e-3 3e-3 1e-2 --metric in_context_recall --goal max
+                      [--preset standard] [--seeds 100] [--set KEY=VALUE ...] [--out runs] [--workers 1]
     hope-lite explore [--port 8866] [--ip 127.0.0.1] [--no-browser] [--export-dir explorer_exports]
 
 ``--seeds`` takes the seed list itself: ``--seeds 0 1 2`` runs three seeds, ``--seeds 3`` runs one
@@ -44,6 +46,7 @@ from hope_lite.experiments.runner import run_experiment
 from hope_lite.experiments.results import RESULTS_DIR, collect, write_results
 from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult, default_seeds
 from hope_lite.experiments.suite import run_suite
+from hope_lite.experiments.sweep import GOALS, markdown, run_sweep
 
 PROG = "hope-lite"
 EXPLORER = "explorer.ipynb"  # the Memory Explorer app, in the widgets package
@@ -65,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     suite = commands.add_parser("suite", help="run every experiment; summary with all claims")
     for sub in (run, suite):
         sub.add_argument("--preset", default="quick",
-                         help="test (seconds), quick (CPU minutes), standard (<= 15 CPU minutes, 3 seeds) "
+                         help="test (seconds), quick (one seed, CPU minutes), standard (3 seeds, 10-45 CPU minutes) "
                          "or full (GPU)")  # fmt: skip
         sub.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                          help="the seeds to run, e.g. --seeds 0 1 2 (default: the preset's)")  # fmt: skip
@@ -79,6 +82,20 @@ def parser() -> argparse.ArgumentParser:
                          help="(cell, seed) pairs run at once, one process each (default 1)")
     suite.add_argument("--results", default=None, metavar="DIR",
                        help="also rewrite the results summary in DIR after each experiment")
+    sweep = commands.add_parser("sweep", help="choose per-model learning rates (the lrs key) by a small sweep")
+    sweep.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    sweep.add_argument("--lrs", nargs="+", type=float, required=True, metavar="LR", help="the rates to try")
+    sweep.add_argument("--metric", required=True,
+                       help="the metric to select by (comma-separated: their mean), e.g. val_bits_per_byte")
+    sweep.add_argument("--goal", required=True, choices=GOALS, help="max or min: which end of the metric is best")
+    sweep.add_argument("--preset", default="standard", help="the preset to sweep at (standard)")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[100], metavar="SEED",
+                       help="seeds of the sweep runs (default 100: not the reported runs' 0 1 2)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="change another preset value for every run of the sweep")
+    sweep.add_argument("--out", default="runs", help="the folder of run directories (runs)")
+    sweep.add_argument("--workers", type=int, default=1, help="(cell, seed) pairs run at once (default 1)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     results = commands.add_parser("results", help="gather one preset's runs into docs/results/")
     results.add_argument("--preset", default="standard", help="the preset of the runs (standard)")
     results.add_argument("--out", default="runs", help="the folder of run directories (runs)")
@@ -216,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: starting the Memory Explorer (Voila) at http://{args.ip}:{explorer_port(args.port)}/ or, "
                   "if that port is taken, the next free one (Voila prints the address; Ctrl+C stops it)", flush=True)
             os.execvpe(command[0], command, env)  # the process becomes the Voila server
+        elif args.command == "sweep":
+            metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+            summary = run_sweep(args.experiment, args.preset, args.lrs, metrics, args.goal, args.seeds,
+                                parse_assignments(args.overrides), args.out, not args.no_progress, args.workers)
+            print(markdown(summary))
+            print(f"sweep: {args.out}/{summary['experiment']}-{args.preset}-sweep/sweep.json")
         elif args.command == "results":
             summary = collect(args.preset, args.out)
             path = write_results(summary, args.to)

@@ -14,6 +14,11 @@ An override's type comes from the preset's value for that key:
     None (in every    an int or float if it parses as one,  --set tag=v2
     preset)           else the text
 
+Per-model learning rates: an experiment whose presets have an ``lrs`` key (a tuple of
+``"MODEL=LR"`` items, ``--set lrs=hope=1e-3,transformer=3e-3``) trains every cell whose name
+starts with ``MODEL`` (before its first dot: ``hope.parity`` is ``hope``'s) at ``LR`` instead of
+``lr`` (:func:`cell_config`); ``hope-lite sweep`` chooses them.
+
 ``none`` sets ``None`` for a key whose value is ``None`` in some preset. Values that are
 already Python objects (a notebook's ``overrides={"steps": 50}``) are type-checked, not parsed.
 Every mistake raises :class:`UsageError`, naming the key, the value and what is allowed.
@@ -121,6 +126,36 @@ def check_choices(experiment: Experiment, config: Mapping[str, Any]) -> None:
                 )
 
 
+def model_of(cell: str) -> str:
+    """The model a cell trains: its name up to the first dot (``hope.parity`` -> ``hope``)."""
+    return cell.split(".", 1)[0]
+
+
+def lr_table(config: Mapping[str, Any], cells: Iterable[str]) -> dict[str, float]:
+    """``config["lrs"]`` as ``{model: lr}`` (``{}`` without the key), each model one of the
+    cells' (:func:`model_of`) and each lr a positive number; else :class:`UsageError`."""
+    models = sorted({model_of(c) for c in cells})
+    table = {}
+    for item in config.get("lrs") or ():
+        model, sep, text = str(item).partition("=")
+        try:
+            lr = float(text)
+        except ValueError:
+            lr = float("nan")
+        if not sep or model not in models or not lr > 0:
+            raise UsageError(f"lrs item {item!r} must be MODEL=LR with MODEL one of {', '.join(models)} "
+                             "and LR a positive number, e.g. lrs=hope=1e-3,transformer=3e-3")
+        table[model] = lr
+    return table
+
+
+def cell_config(config: Mapping[str, Any], cell: str) -> Mapping[str, Any]:
+    """The config ``cell`` runs with: ``lr`` replaced by its model's entry in ``lrs``, if any
+    (checked by :func:`resolve_config`)."""
+    mine = [str(i).partition("=")[2] for i in config.get("lrs") or () if str(i).partition("=")[0] == model_of(cell)]
+    return {**config, "lr": float(mine[-1])} if mine else config
+
+
 def resolve_config(
     experiment: Experiment, preset: str, overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -150,6 +185,7 @@ def resolve_config(
         raise UsageError(
             f"{experiment.name!r} gives cells {cells!r} for this config: need distinct cells"
         )
+    lr_table(config, cells)
     return config
 
 

@@ -83,6 +83,7 @@ from tqdm.auto import tqdm
 
 from hope_lite.experiments.config import (
     UsageError,
+    cell_config,
     check_seeds,
     check_threads,
     resolve_config,
@@ -334,7 +335,7 @@ def run_one(experiment: Experiment | str, config: Mapping[str, Any], cell: str, 
         torch.set_num_threads(threads)
     seed_everything(seed)
     start = time.perf_counter()
-    metrics = experiment.run_cell(config, cell, seed, torch.device(device))
+    metrics = experiment.run_cell(cell_config(config, cell), cell, seed, torch.device(device))  # lrs: its model's lr
     return {"cell": cell, "seed": seed, "metrics": _metrics(experiment, cell, seed, metrics),
             "seconds": time.perf_counter() - start}  # fmt: skip
 
