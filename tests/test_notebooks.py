@@ -1,8 +1,9 @@
 """The course notebooks: template, stripped outputs, and a papermill run with CI parameters.
 
-nbval runs every notebook top to bottom with its own defaults (``--nbval-lax`` in pyproject's
-pytest options); here papermill runs each with the small CI parameters, as a user's
-parameterised run would.
+nbval runs every notebook top to bottom as stored (``--nbval-lax`` in pyproject's pytest options),
+at CI sizes: the root conftest.py sets HOPE_LITE_FAST=1, which each notebook's "Derived values" cell
+reads as FAST = True. Here papermill runs each with the CI parameters, as a user's parameterised run
+would.
 """
 
 import json
@@ -29,6 +30,10 @@ def test_follows_the_template(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged 'parameters'"
     assert "FAST" in code[0].source and "SEED" in code[0].source
+    # one FAST convention: False is the learner's run, and both sizes say how long they take
+    assert re.search(r"^FAST = False +# True: CI sizes, about \d.*; False \(yours\): about \d", code[0].source, re.M)
+    assert code[1].source.startswith("# Derived values")
+    assert 'FAST = FAST or os.environ.get("HOPE_LITE_FAST") == "1"' in code[1].source   # nbval: conftest.py
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].source.startswith("# ") and "**Promise:**" in nb.cells[0].source
     assert "## Summary" in text and "## Exercises" in text
@@ -55,6 +60,22 @@ def test_runs_with_ci_parameters(path):
     executed = nbformat.read(out, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "FAST = True" in injected[0].source
+
+
+def test_every_module_a_notebook_runs_with_python_m_is_runnable():
+    """``[sys.executable, "-m", "X", ...]`` in a notebook: X must do something when run (a package with
+    ``__main__`` or a module with a main guard), or the command exits 0 having done nothing."""
+    import importlib.util
+
+    for path in NOTEBOOKS:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for module in re.findall(r'"-m",\s*"([\w.]+)"', code):
+            spec = importlib.util.find_spec(module)
+            assert spec is not None, f"{path.name}: python -m {module}: no such module"
+            if spec.submodule_search_locations:  # a package: python -m runs its __main__
+                assert importlib.util.find_spec(f"{module}.__main__"), f"{path.name}: {module} has no __main__"
+            else:
+                assert 'if __name__ == "__main__"' in Path(spec.origin).read_text(), f"{path.name}: {module} has no main"
 
 
 def _layout_checker():

@@ -2,7 +2,7 @@
 
     python tools/notebooks.py strip  [NOTEBOOK ...]   # outputs out, golden cells kept
     python tools/notebooks.py golden [NOTEBOOK ...]   # run, then keep only golden outputs
-    python tools/notebooks.py build  [--fast]         # run all into build/notebooks, then the book
+    python tools/notebooks.py build  [--fast]         # run all into build/notebooks (timed), then the book
 
 A golden cell starts with ``# NBVAL_CHECK_OUTPUT``: its stored output is what nbval compares.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     paths = [n.resolve() for n in args.notebooks] or NOTEBOOKS
     executed = []
     for path in paths:
+        started = time.perf_counter()
         if args.command == "strip":
             nb = nbformat.read(path, as_version=4)
             strip(nb)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             out = ROOT / "build" / "notebooks" / path.name
             execute(path, out, {"FAST": True} if args.fast else None)
             executed.append(out)
-        print(f"{args.command}: {path.name}", file=sys.stderr)
+        print(f"{args.command}: {path.name} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     if executed:
         import book  # tools/book.py, beside this file
 

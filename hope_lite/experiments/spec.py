@@ -110,9 +110,9 @@ class Experiment:
         summary: one line for ``hope-lite list``.
         presets: ``{"test": {...}, "quick": {...}, "standard": {...}, "full": {...}}``; every
             preset has the same keys, and those keys are the only ones ``--set`` accepts. "test"
-            runs in seconds (the test suite), "quick" in a few minutes on 2 CPU cores (CI and
-            lessons), "standard" in <= 15 minutes on 2 CPU cores with 3 seeds (the results
-            committed under ``docs/results/``), "full" is sized for one GPU.
+            runs in seconds (the test suite), "quick" with one seed and fewer steps (lessons),
+            "standard" with 3 seeds in 10 to 45 CPU-minutes (the results committed under
+            ``docs/results/``, each run's time in its README), "full" is sized for one GPU.
         cells: the cells a config runs, in order.
         run_cell: ``(config, cell, seed, device) -> {metric: value}``; deterministic given seed.
         check: ``(config) -> None``; raises a ValueError naming the key, the value and what is
