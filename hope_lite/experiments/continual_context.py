@@ -34,10 +34,13 @@ level writes inside a 160-token stream (HOPE's default 16/64/256 would leave lev
 Cost (measured 2026-12-04 on 2 cores, one thread per cell, 8 rows of 160 tokens a step): "quick"
 (300 steps, one seed) took 17 CPU-minutes, 8.6 minutes as 2 workers: the Transformer 11 s, Titans
 LMM 33 s, mlp and hope3_steps ~2.2 minutes, each token-clock HOPE ~4 minutes (its CMS reads the
-stream segment by segment). "standard" (400 steps, 3 seeds) is then ~70 CPU-minutes, ~35 minutes
-as 2 workers: past the 15 minutes the other experiments keep to, and HOPE's speed sets it. At
-"quick", Titans LMM learned both languages in context and lost half of A after B; no HOPE cell
-had learned A yet (the numbers: docs/measurements/continual_context_quick_cpu2_2026-12-04.json).
+stream segment by segment). "standard" (400 steps, 3 seeds) took 93 CPU-minutes (one worker
+beside other jobs): the longest standard run, and HOPE's speed sets it. At "quick", Titans LMM
+learned both languages in context and lost half of A after B; no HOPE cell had learned A yet
+(docs/measurements/continual_context_quick_cpu2_2026-12-04.json). At "standard" (docs/results/):
+LMM 86 % on A while taught (seed mean; chance 12.5 %), 45 % on the A queries after B; the
+token-clock HOPE cells 36-45 % on A, hope3_steps 52 %, mlp 57 %, the Transformer 22 %: with no
+HOPE cell past 50 % the ordering claims are not judged.
 
 Metrics (% of scored answers right, held-out rows; chance 1 / content_vocab):
 
