@@ -109,13 +109,27 @@ def test_every_figure_fits_at_notebook_width():
 @pytest.mark.browser
 @pytest.mark.slow
 def test_the_course_widgets_fit_at_notebook_width():
-    """The FigureWidget views of the course (06's CMS timeline, 08's race) at notebook width."""
-    from widgets import cms, race
+    """The FigureWidget views of the course (06's CMS timeline, 08's race, 07's animator of a deep memory
+    with a probe: four panels) at notebook width."""
+    import torch
+
+    from hope_lite import trace
+    from hope_lite.memory import ResidualMLPMemory
+    from hope_lite.rules import init_state, titans_update_chunked
+    from widgets import animator, cms, race
 
     layout = _layout_checker()
     timeline = cms.make_figure(cms.prepare(cms.stream_replay(n_tokens=256)((1, 4, 16))))
     racing = race.make_figure(race.race("psi", steps=50))
-    found = [("CMS timeline", json.loads(timeline.to_json())), ("optimizer race", json.loads(racing.to_json()))]
+    memory, n = ResidualMLPMemory(8, hidden=16), 64
+    k = torch.nn.functional.normalize(torch.randn(1, n, 8), dim=-1)
+    v, w0 = torch.randn(1, n, 8), memory.init_weights(1)
+    with trace.record(snapshot_every=4) as rec:
+        titans_update_chunked(memory, init_state(w0), k, v, k, *(torch.full((1, n), x) for x in (0.1, 0.5, 0.01)), 4)
+    data = animator.prepare(rec.memory_trace(), memory, keys=k, values=v, initial=w0)
+    assert len(data.layers) == 2 and data.retrieved is not None  # two heatmaps, the PCA path, the probe
+    found = [("CMS timeline", json.loads(timeline.to_json())), ("optimizer race", json.loads(racing.to_json())),
+             ("memory animator", json.loads(animator.make_figure(data).to_json()))]
     for width in (layout.WIDTH, 700):  # 700 px: the notebook beside JupyterLab's file browser
         bad = {where: problems for where, problems in layout.check(found, width).items() if problems}
         assert not bad, (width, bad)

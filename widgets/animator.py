@@ -184,8 +184,14 @@ def make_figure(data: AnimatorData) -> go.Figure:
     if not isinstance(data, AnimatorData):
         raise TypeError(f"data must come from animator.prepare, got {type(data).__name__}")
     tr, row, h = data.trace, data.row, len(data.layers)
-    cols = h + 1 + (data.retrieved is not None)
+    panels = h + 1 + (data.retrieved is not None)  # heatmaps, the PCA path, the probe
+    cols = panels if panels <= 3 else 2  # four panels: two rows of two (readable at 700 px)
+    grid = -(-panels // cols)  # rows of panels
+    at = [(2 + i // cols, 1 + i % cols) for i in range(panels)]  # (row, col) of each panel
+    series_row, gates_row = 2 + grid, 3 + grid
+    height = 900 + 320 * (grid - 1)  # px; 90 px between rows: an axis title and the next row's title
     wide = [{"colspan": cols}] + [None] * (cols - 1)
+    panel_specs = [[{} if (r, c) in at else None for c in range(1, cols + 1)] for r in range(2, 2 + grid)]
     if len(data.trace.snapshots) <= 1 and len(data.weights) == 1:  # a linear memory: one matrix
         heat_titles = ["memory M (matrix)"]
     else:
@@ -195,9 +201,9 @@ def make_figure(data: AnimatorData) -> go.Figure:
     if data.retrieved is not None:
         titles.append(f"probe: {_dye('retrieved', 'M(k)')} vs {_dye('value', 'v')}")
     titles += [" and ".join(_dye(nm, label) for nm, label in SERIES), "gates: " + ", ".join(_dye(nm, label) for nm, label in GATES)]
-    fig = make_subplots(rows=4, cols=cols, specs=[wide, [{}] * cols, wide, wide], subplot_titles=titles,
-                        row_heights=[0.1, 0.36, 0.27, 0.27], vertical_spacing=0.1,
-                        horizontal_spacing=0.1 if cols > 3 else 0.08)
+    fig = make_subplots(rows=3 + grid, cols=cols, specs=[wide, *panel_specs, wide, wide], subplot_titles=titles,
+                        row_heights=[0.1, *[0.36] * grid, 0.27, 0.27], vertical_spacing=90 / height,
+                        horizontal_spacing=0.12 if cols == 2 else 0.08)
     w = data.window
     offsets = np.arange(-w, w + 1)
     # token strip: squares shaded by surprise, the current token ringed
@@ -215,35 +221,36 @@ def make_figure(data: AnimatorData) -> go.Figure:
     # the memory's weights (one colour axis, symmetric around 0)
     finite = [np.abs(w_[np.isfinite(w_)]) for w_ in data.weights]
     limit = max((float(f.max()) for f in finite if f.size), default=1.0) or 1.0
-    for c, l in enumerate(data.layers, start=1):
-        fig.add_trace(go.Heatmap(z=data.weights[c - 1][0], coloraxis="coloraxis", name=f"layer {l}",
-                                 hovertemplate="out %{y}, in %{x}: %{z:.3f}<extra></extra>"), row=2, col=c)
-        fig.update_xaxes(title_text="input feature (index)", row=2, col=c)
-        fig.update_yaxes(title_text="output feature (index)" if c == 1 else None, autorange="reversed", row=2, col=c)
-    col = h + 1
+    for i, l in enumerate(data.layers):
+        r, c = at[i]
+        fig.add_trace(go.Heatmap(z=data.weights[i][0], coloraxis="coloraxis", name=f"layer {l}",
+                                 hovertemplate="out %{y}, in %{x}: %{z:.3f}<extra></extra>"), row=r, col=c)
+        fig.update_xaxes(title_text="input feature (index)", row=r, col=c)
+        fig.update_yaxes(title_text="output feature (index)" if c == 1 else None, autorange="reversed", row=r, col=c)
+    r, col = at[h]
     fig.add_trace(go.Scatter(x=data.path[:, 0], y=data.path[:, 1], mode="lines+markers", name="snapshots",
                              showlegend=False, line=dict(color=COLORS["weights_path"], width=1),
                              marker=dict(size=3, color=COLORS["weights_path"]), customdata=data.snap_position,
-                             hovertemplate="after %{customdata} tokens<extra></extra>"), row=2, col=col)
+                             hovertemplate="after %{customdata} tokens<extra></extra>"), row=r, col=col)
     fig.add_trace(go.Scatter(x=[data.path[0, 0]], y=[data.path[0, 1]], mode="markers", showlegend=False,
                              marker=dict(size=12, color=COLORS["cursor"], symbol="circle-open", line=dict(width=3)),
-                             hoverinfo="skip"), row=2, col=col)
-    fig.update_xaxes(title_text="PC 1 (weight units)", row=2, col=col)
-    fig.update_yaxes(title_text="PC 2 (weight units)", row=2, col=col)
+                             hoverinfo="skip"), row=r, col=col)
+    fig.update_xaxes(title_text="PC 1 (weight units)", row=r, col=col)
+    fig.update_yaxes(title_text="PC 2 (weight units)", row=r, col=col)
     if data.retrieved is not None:
-        col += 1
+        r, col = at[h + 1]
         d = data.retrieved.shape[1]
         fig.add_trace(go.Bar(x=np.arange(d), y=data.retrieved[0], name="retrieved M(k)",
-                             marker_color=COLORS["retrieved"]), row=2, col=col)
+                             marker_color=COLORS["retrieved"]), row=r, col=col)
         target = data.target if data.target is not None else np.full(d, np.nan)
         fig.add_trace(go.Bar(x=np.arange(d), y=target, name="stored value v", marker_color=COLORS["value"]),
-                      row=2, col=col)
+                      row=r, col=col)
         both = np.concatenate([data.retrieved.ravel(), np.nan_to_num(target)])
         lo, hi = float(both.min()), float(both.max())
-        fig.update_xaxes(title_text=f"feature (index); {data.probe_label}", row=2, col=col)
-        fig.update_yaxes(title_text="value (unitless)", range=[min(lo, 0) * 1.1, max(hi, 0) * 1.1 + 1e-6], row=2, col=col)
+        fig.update_xaxes(title_text=f"feature (index); {data.probe_label}", row=r, col=col)
+        fig.update_yaxes(title_text="value (unitless)", range=[min(lo, 0) * 1.1, max(hi, 0) * 1.1 + 1e-6], row=r, col=col)
     # time series: drawn once (downsampled), a marker per series follows the cursor
-    for names, r in ((SERIES, 3), (GATES, 4)):
+    for names, r in ((SERIES, series_row), (GATES, gates_row)):
         for name, label in names:
             x, y = downsample(tr.position, getattr(tr, name)[:, row])
             fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", line=dict(color=COLORS[name], width=1.5)),
@@ -252,15 +259,15 @@ def make_figure(data: AnimatorData) -> go.Figure:
                                  mode="markers", showlegend=False, hoverinfo="skip",
                                  marker=dict(size=9, color=[COLORS[nm] for nm, _ in names],
                                              line=dict(color=COLORS["cursor"], width=1))), row=r, col=1)
-    fig.update_yaxes(title_text="norm (unitless)", row=3, col=1)
-    fig.update_yaxes(title_text="gate value (unitless)", row=4, col=1)
-    x_ref = axis_ref(fig, 3, 1)[0]
-    fig.update_xaxes(title_text="token position (tokens)", matches=x_ref, row=4, col=1)
-    y0, y1 = fig.get_subplot(4, 1).yaxis.domain[0], fig.get_subplot(3, 1).yaxis.domain[1]
+    fig.update_yaxes(title_text="norm (unitless)", row=series_row, col=1)
+    fig.update_yaxes(title_text="gate value (unitless)", row=gates_row, col=1)
+    x_ref = axis_ref(fig, series_row, 1)[0]
+    fig.update_xaxes(title_text="token position (tokens)", matches=x_ref, row=gates_row, col=1)
+    y0, y1 = fig.get_subplot(gates_row, 1).yaxis.domain[0], fig.get_subplot(series_row, 1).yaxis.domain[1]
     fig.add_shape(type="line", xref=x_ref, yref="paper", x0=tr.position[0], x1=tr.position[0], y0=y0, y1=y1,
                   line=dict(color=COLORS["cursor"], width=1.5, dash="dot"))
     fig.update_layout(
-        height=900, margin=dict(l=60, r=30, t=80, b=60), title=dict(text="", font=dict(size=15)),
+        height=height, margin=dict(l=60, r=30, t=80, b=60), title=dict(text="", font=dict(size=15)),
         coloraxis=dict(colorscale=COLORS["memory"], cmin=-limit, cmax=limit,
                        colorbar=dict(title="weight", len=0.3, y=fig.get_subplot(2, 1).yaxis.domain[1], yanchor="top",
                                      thickness=12)),
