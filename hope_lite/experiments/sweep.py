@@ -82,7 +82,7 @@ def run_sweep(name: str | Experiment, preset: str, lrs: Sequence[float], metrics
             known = sorted({m for row in result.rows for m in row["metrics"]})
             raise UsageError(f"metric {missing[0]!r} is not one {experiment.name!r} reports; it reports: "
                              f"{', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
-        table[lr], runs[lr] = scores(result.rows, metrics), str(result.paths["dir"])
+        table[lr], runs[lr] = scores(result.rows, metrics), result.paths["dir"].name  # under out_dir
     best = best_rates(table, goal)
     summary = dict(experiment=experiment.name, preset=preset, seeds=list(seeds), overrides=base,
                    metrics=list(metrics), goal=goal, lrs=lrs, runs={f"{lr:g}": runs[lr] for lr in lrs},
