@@ -74,6 +74,8 @@ def test_scores_and_best_rates():
     assert got["m"] == 2.0 and math.isnan(got["n"])
     table = {1e-3: {"m": 1.0, "n": 5.0}, 1e-2: {"m": 1.0, "n": math.nan}, 3e-2: {"m": 0.5, "n": 4.0}}
     assert best_rates(table, "max") == {"m": 1e-3, "n": 1e-3}  # the tie goes to the smaller rate; NaN never wins
+    assert best_rates(table, "max", keep=1e-2) == {"m": 1e-2, "n": 1e-3}  # the preset's rate stays if tied best
+    assert best_rates(table, "max", keep=3e-2) == {"m": 1e-3, "n": 1e-3}  # not tied: it does not
     assert best_rates(table, "min") == {"m": 3e-2, "n": 3e-2}
     assert lrs_setting({"m": 1e-3, "n": 0.03}) == "lrs=m=0.001,n=0.03"
 

@@ -6,7 +6,8 @@ One ordinary run per learning rate (the whole experiment at ``--set lr=LR lrs=``
 ``OUT/EXPERIMENT-PRESET-lrLR``, resumable like any run), then per model (a cell's name before its
 first dot, :func:`~hope_lite.experiments.config.model_of`) the selection score at each rate: the
 mean of the ``metric`` names over the model's cells and the seeds, and the best rate (``goal``
-max or min; a tie goes to the smaller rate). The table, the choice and the ``--set lrs=...`` that
+max or min; among tied best rates the preset's own ``lr`` stays, else the smaller rate wins: a
+metric that saturates changes nothing). The table, the choice and the ``--set lrs=...`` that
 applies it go to ``OUT/EXPERIMENT-PRESET-sweep/sweep.json`` and ``sweep.md``.
 
 Choose seeds the reported runs do not use (``--seeds 100``): each seed draws its own data and
@@ -39,15 +40,17 @@ def scores(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]) -> dict[st
     return {model: statistics.fmean(v) if v else math.nan for model, v in values.items()}
 
 
-def best_rates(table: Mapping[float, Mapping[str, float]], goal: str) -> dict[str, float]:
-    """``{model: its best lr}`` from ``table[lr][model]`` (finite scores only; ties: the smaller lr)."""
+def best_rates(table: Mapping[float, Mapping[str, float]], goal: str, keep: float | None = None) -> dict[str, float]:
+    """``{model: its best lr}`` from ``table[lr][model]``, finite scores only. Among rates tied at the
+    best score, ``keep`` (the preset's lr) if it is one of them, else the smallest."""
     sign = 1.0 if goal == "max" else -1.0
     best: dict[str, float] = {}
-    for lr in sorted(table):
-        for model, score in table[lr].items():
-            if math.isfinite(score) and (model not in best or sign * score > sign * table[best[model]][model]):
-                best[model] = lr
-    return best
+    for model in {m for row in table.values() for m in row}:
+        finite = {lr: sign * row[model] for lr, row in table.items() if math.isfinite(row.get(model, math.nan))}
+        if finite:
+            tied = sorted(lr for lr, score in finite.items() if score == max(finite.values()))
+            best[model] = keep if keep in tied else tied[0]
+    return dict(sorted(best.items()))
 
 
 def lrs_setting(best: Mapping[str, float]) -> str:
@@ -83,7 +86,7 @@ def run_sweep(name: str | Experiment, preset: str, lrs: Sequence[float], metrics
             raise UsageError(f"metric {missing[0]!r} is not one {experiment.name!r} reports; it reports: "
                              f"{', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
         table[lr], runs[lr] = scores(result.rows, metrics), result.paths["dir"].name  # under out_dir
-    best = best_rates(table, goal)
+    best = best_rates(table, goal, keep=float(config["lr"]))
     summary = dict(experiment=experiment.name, preset=preset, seeds=list(seeds), overrides=base,
                    metrics=list(metrics), goal=goal, lrs=lrs, runs={f"{lr:g}": runs[lr] for lr in lrs},
                    scores={f"{lr:g}": table[lr] for lr in lrs}, best={m: lr for m, lr in best.items()},
