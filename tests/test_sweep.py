@@ -53,7 +53,7 @@ def test_lrs_trains_each_model_at_its_rate_and_the_rest_at_lr(lrfake, tmp_path):
     assert json.loads(result.paths["config"].read_text())["config"]["lrs"] == ["slow=1e-3"]
 
 
-@pytest.mark.parametrize("lrs, pattern", [("medium=1e-3", "one of fast, slow"), ("fast=abc", "positive number"),
+@pytest.mark.parametrize("lrs, pattern", [("medium=1e-3", "models: fast, slow"), ("fast=abc", "positive number"),
                                           ("fast=-1", "positive number"), ("fast", "MODEL=LR")])
 def test_bad_lrs_name_the_item_and_what_is_allowed(lrfake, lrs, pattern):
     with pytest.raises(UsageError, match=pattern):

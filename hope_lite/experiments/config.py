@@ -131,10 +131,9 @@ def model_of(cell: str) -> str:
     return cell.split(".", 1)[0]
 
 
-def lr_table(config: Mapping[str, Any], cells: Iterable[str]) -> dict[str, float]:
-    """``config["lrs"]`` as ``{model: lr}`` (``{}`` without the key), each model one of the
-    cells' (:func:`model_of`) and each lr a positive number; else :class:`UsageError`."""
-    models = sorted({model_of(c) for c in cells})
+def lr_table(config: Mapping[str, Any]) -> dict[str, float]:
+    """``config["lrs"]`` (``"MODEL=LR"`` items) as ``{model: lr}``; ``{}`` without the key. A
+    malformed item or a rate that is not a positive number raises :class:`UsageError`."""
     table = {}
     for item in config.get("lrs") or ():
         model, sep, text = str(item).partition("=")
@@ -142,18 +141,17 @@ def lr_table(config: Mapping[str, Any], cells: Iterable[str]) -> dict[str, float
             lr = float(text)
         except ValueError:
             lr = float("nan")
-        if not sep or model not in models or not lr > 0:
-            raise UsageError(f"lrs item {item!r} must be MODEL=LR with MODEL one of {', '.join(models)} "
-                             "and LR a positive number, e.g. lrs=hope=1e-3,transformer=3e-3")
+        if not sep or not model or not lr > 0:
+            raise UsageError(f"lrs item {item!r} must be MODEL=LR with LR a positive number, "
+                             "e.g. lrs=hope=1e-3,transformer=3e-3")
         table[model] = lr
     return table
 
 
 def cell_config(config: Mapping[str, Any], cell: str) -> Mapping[str, Any]:
-    """The config ``cell`` runs with: ``lr`` replaced by its model's entry in ``lrs``, if any
-    (checked by :func:`resolve_config`)."""
-    mine = [str(i).partition("=")[2] for i in config.get("lrs") or () if str(i).partition("=")[0] == model_of(cell)]
-    return {**config, "lr": float(mine[-1])} if mine else config
+    """The config ``cell`` runs with: ``lr`` replaced by its model's entry in ``lrs``, if any."""
+    lr = lr_table(config).get(model_of(cell))
+    return config if lr is None else {**config, "lr": lr}
 
 
 def resolve_config(
@@ -185,7 +183,10 @@ def resolve_config(
         raise UsageError(
             f"{experiment.name!r} gives cells {cells!r} for this config: need distinct cells"
         )
-    lr_table(config, cells)
+    models = sorted({model_of(c) for c in cells})
+    unknown = [m for m in lr_table(config) if m not in models]
+    if unknown:
+        raise UsageError(f"lrs names {unknown[0]!r}, not a model of these cells; models: {', '.join(models)}")
     return config
 
 

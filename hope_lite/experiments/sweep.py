@@ -89,7 +89,7 @@ def run_sweep(name: str | Experiment, preset: str, lrs: Sequence[float], metrics
     best = best_rates(table, goal, keep=float(config["lr"]))
     summary = dict(experiment=experiment.name, preset=preset, seeds=list(seeds), overrides=base,
                    metrics=list(metrics), goal=goal, lrs=lrs, runs={f"{lr:g}": runs[lr] for lr in lrs},
-                   scores={f"{lr:g}": table[lr] for lr in lrs}, best={m: lr for m, lr in best.items()},
+                   scores={f"{lr:g}": table[lr] for lr in lrs}, best=best,
                    setting=lrs_setting(best))  # fmt: skip
     folder = Path(out_dir) / f"{experiment.name}-{preset}-sweep"
     folder.mkdir(parents=True, exist_ok=True)
