@@ -38,6 +38,13 @@ split: about 24 CPU-minutes for 5 models x 3 seeds, some 12-13 minutes as 2 sing
 so HOPE sets how long "standard" can train.
 "full" (``small`` models, D 512, 8 layers, 4000 steps of 32 x 512 bytes, lr 1e-3) is sized for
 one GPU and was not timed.
+
+Learning rates: ``hope-lite sweep lm --preset standard --lrs 1e-3 3e-3 1e-2 --metric
+val_bits_per_byte --goal min --seeds 100`` (2026-12-04, docs/sweeps/lm-standard/) found 1e-2 best
+for HOPE (2.44 bits/byte against 2.54 at 3e-3), Titans LMM (2.54 vs 2.57) and MAC (2.56 vs 2.67),
+3e-3 for the Transformer (2.99) and Hope-Attention (2.84). Not applied yet: the committed
+"standard" results train every model at 3e-3; applying the sweep means ``lrs`` in the presets and
+a fresh "standard" run (~27 CPU-minutes).
 """
 
 from __future__ import annotations
