@@ -8,14 +8,18 @@
    and the chunked path against the per-token reference in float64 on the device.
 2. Layer throughput under bf16 autocast (memory state kept in float32): dim 256, 4 heads of 64,
    2-layer MLP memory with 4x hidden, chunk 64, causal reads (the default), batch 1, sequence 16,384 and 262,144; forward and
-   forward+backward; median of 3 timed runs after a warm-up; peak device memory. At 262,144
+   forward+backward; median of up to 3 timed runs after a warm-up (fewer once they have taken
+   30 s); peak device memory. At 262,144
    tokens the backward recomputes groups of 16 chunks (checkpoint_chunks=16). Baseline in the same
    run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced,
    and through titans-pytorch's NeuralMemory (batch_size = chunk) when the ``peers`` extra is installed.
 3. Models under bf16 autocast: training-step tokens/s of TransformerLM-, TitansLM (lmm)- and
    HopeLM-small (batch 4 x 2,048 tokens), as ratios to the transformer's, with model FLOPs
    utilisation: matmul FLOPs of one step
-   (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s).
+   (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s),
+   and peak device memory. Measured before the long layer sequence, so a time limit cuts that first.
+
+Results are written after every measurement, so a run stopped by a time limit keeps what it had.
 
 Prints a table and writes benchmarks/results/gpu_check.json (``--out`` elsewhere). Exits 1 if a
 check fails. Without CUDA (and without ``--smoke``) it says so and exits 0.
@@ -99,10 +103,11 @@ def check_exact(device: torch.device) -> dict:
     return dict(check=f"chunked == reference on {device.type} (float64)", ok=gap < 1e-10, output=gap)
 
 
-def median_seconds(step, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls of ``step`` (which synchronises the device itself)."""
-    times = []
-    for _ in range(repeats):
+def median_seconds(step, repeats: int, budget_s: float = 30.0) -> float:
+    """Median wall time of up to ``repeats`` calls of ``step`` (which synchronises the device
+    itself), stopping early once the calls have taken ``budget_s`` (a slow model gets fewer runs)."""
+    times: list[float] = []
+    while len(times) < repeats and sum(times) < budget_s:
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
@@ -187,11 +192,13 @@ def model_throughput(kind: str, device: torch.device, sizes: Sizes) -> dict:
     with FlopCounterMode(display=False) as counter:
         step()  # also the warm-up
     flops = counter.get_total_flops()
+    reset_peak(device)
     median = median_seconds(step, sizes.repeats)
     name = torch.cuda.get_device_name() if device.type == "cuda" else ""
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     return dict(kind=kind, tokens_per_s=sizes.model_batch * sizes.model_seq / median, median_s=median,
-                tflops=flops / median / 1e12, mfu=flops / median / peak if peak else None)
+                tflops=flops / median / 1e12, mfu=flops / median / peak if peak else None,
+                peak_mb=peak_mb(device))
 
 
 def timed(label: str, fn, *args):
@@ -228,16 +235,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{'ok' if c['ok'] else 'FAIL'}] {c['check']}: "
               + ", ".join(f"{k}={v:.2e}" for k, v in c.items() if isinstance(v, float)), flush=True)
 
-    rows = [timed(f"layer {seq} {mode}", layer_throughput, seq, mode, device, sizes)
-            for seq in sizes.layer_seqs for mode in ("fwd", "fwdbwd")]
-    for path in ("autograd", "titans_pytorch"):  # baselines at the shorter length
-        rows += [timed(f"layer {sizes.layer_seqs[0]} {mode}, {path}", layer_throughput, sizes.layer_seqs[0],
-                       mode, device, sizes, path) for mode in ("fwd", "fwdbwd")]
-    if rows[-1] is None:
+    rows: list[dict] = []
+    models: list[dict] = []
+
+    def save() -> None:  # after every measurement: a run cut off by a time limit keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(dict(device=name, torch=torch.__version__, checks=checks, layer=rows,
+                                            models=models), indent=2))
+
+    def measure(into: list[dict], label: str, fn, *fn_args) -> dict | None:
+        row = timed(label, fn, *fn_args)
+        if row is not None:
+            into.append(row)
+            save()
+        return row
+
+    short, longer = sizes.layer_seqs[0], sizes.layer_seqs[1:]
+    for path in ("scan", "autograd", "titans_pytorch"):  # the short sequence: ours and the baselines
+        for mode in ("fwd", "fwdbwd"):
+            found = measure(rows, f"layer {short} {mode}, {path}", layer_throughput, short, mode, device, sizes, path)
+    if found is None:
         print("  titans-pytorch not installed (pip install -e '.[peers]') or failed: no peer rows", flush=True)
-    rows = [r for r in rows if r is not None]
-    models = [timed(f"model {kind}", model_throughput, kind, device, sizes) for kind in MODEL_KINDS]
-    models = [m for m in models if m is not None]
+    for kind in MODEL_KINDS:  # before the long layer runs: the models are what the targets are about
+        measure(models, f"model {kind}", model_throughput, kind, device, sizes)
+    for seq in longer:
+        for mode in ("fwd", "fwdbwd"):
+            measure(rows, f"layer {seq} {mode}, scan", layer_throughput, seq, mode, device, sizes)
 
     print(f"\n{'seq':>8} {'mode':>7} {'path':>9} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   "
           "(layer, bf16 autocast, chunk 64)")
@@ -248,17 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     ours = {r["mode"]: r["tokens_per_s"] for r in rows if r["seq"] == seq and r["path"] == "scan"}
     for path in ("autograd", "titans_pytorch"):
         for r in rows:
-            if r["path"] == path:
+            if r["path"] == path and r["mode"] in ours:
                 print(f"  scan / {path} ({r['mode']}, seq {seq}): {ours[r['mode']] / r['tokens_per_s']:.2f}x")
-    print(f"\n{'model':>12} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6}   ({sizes.model_size}, "
-          f"bf16 autocast, training step, {sizes.model_batch} x {sizes.model_seq})")
-    base = models[0]["tokens_per_s"]
+    print(f"\n{'model':>12} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}   "
+          f"({sizes.model_size}, bf16 autocast, training step, {sizes.model_batch} x {sizes.model_seq})")
+    base = models[0]["tokens_per_s"] if models else float("nan")
     for m in models:
         mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
-        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tokens_per_s'] / base:>9.3f} {m['tflops']:>8.2f} {mfu:>6}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(dict(device=name, torch=torch.__version__, checks=checks, layer=rows,
-                                        models=models), indent=2))
+        peak = f"{m['peak_mb']:.0f}" if m["peak_mb"] is not None else "n/a"
+        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tokens_per_s'] / base:>9.3f} {m['tflops']:>8.2f} "
+              f"{mfu:>6} {peak:>8}")
+    save()
     print(f"wrote {args.out}")
     return 0 if all(c["ok"] for c in checks) else 1
 
