@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py            # about 3 minutes on one H100 (budget: under 5)
     python benchmarks/gpu_check.py --smoke    # tiny sizes on the CPU: checks this script runs
+    python benchmarks/gpu_check.py --no-layer --models transformer hope   # checks and two models
 
 1. Correctness (float32, the device vs the CPU, same weights): outputs, final memory state and
    parameter gradients of NeuralMemory (MLP and linear memory, chunk 16, a stream cut mid-chunk);
@@ -218,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (checks the script itself)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
+    parser.add_argument("--models", nargs="*", choices=MODEL_KINDS, default=list(MODEL_KINDS),
+                        help="the models to time (none: skip them; default: all)")
+    parser.add_argument("--no-layer", action="store_true", help="skip the layer throughput (checks and models only)")
     args = parser.parse_args(argv)
     if args.smoke:
         device, sizes = torch.device("cpu"), SMOKE
@@ -250,20 +254,21 @@ def main(argv: list[str] | None = None) -> int:
             save()
         return row
 
-    short, longer = sizes.layer_seqs[0], sizes.layer_seqs[1:]
-    for path in ("scan", "autograd", "titans_pytorch"):  # the short sequence: ours and the baselines
+    short, longer = sizes.layer_seqs[0], () if args.no_layer else sizes.layer_seqs[1:]
+    for path in () if args.no_layer else ("scan", "autograd", "titans_pytorch"):  # ours and the baselines
         for mode in ("fwd", "fwdbwd"):
             found = measure(rows, f"layer {short} {mode}, {path}", layer_throughput, short, mode, device, sizes, path)
-    if found is None:
-        print("  titans-pytorch not installed (pip install -e '.[peers]') or failed: no peer rows", flush=True)
-    for kind in MODEL_KINDS:  # before the long layer runs: the models are what the targets are about
+        if path == "titans_pytorch" and found is None:
+            print("  titans-pytorch not installed (pip install -e '.[peers]') or failed: no peer rows", flush=True)
+    for kind in (k for k in MODEL_KINDS if k in args.models):  # before the long layer runs (the targets)
         measure(models, f"model {kind}", model_throughput, kind, device, sizes)
     for seq in longer:
         for mode in ("fwd", "fwdbwd"):
             measure(rows, f"layer {seq} {mode}, scan", layer_throughput, seq, mode, device, sizes)
 
-    print(f"\n{'seq':>8} {'mode':>7} {'path':>9} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   "
-          "(layer, bf16 autocast, chunk 64)")
+    if rows:
+        print(f"\n{'seq':>8} {'mode':>7} {'path':>9} {'tok/s':>12} {'median s':>9} {'peak MB':>9}   "
+              "(layer, bf16 autocast, chunk 64)")
     for r in rows:
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "n/a"
         print(f"{r['seq']:>8} {r['mode']:>7} {r['path']:>14} {r['tokens_per_s']:>12.0f} {r['median_s']:>9.3f} {peak:>9}")
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  scan / {path} ({r['mode']}, seq {seq}): {ours[r['mode']] / r['tokens_per_s']:.2f}x")
     print(f"\n{'model':>12} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}   "
           f"({sizes.model_size}, bf16 autocast, training step, {sizes.model_batch} x {sizes.model_seq})")
-    base = models[0]["tokens_per_s"] if models else float("nan")
+    base = next((m["tokens_per_s"] for m in models if m["kind"] == "transformer"), float("nan"))
     for m in models:
         mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
         peak = f"{m['peak_mb']:.0f}" if m["peak_mb"] is not None else "n/a"

@@ -5,6 +5,7 @@ import torch
 
 from hope_lite.layers import ContinuumMemory
 from hope_lite.models import HopeLM, make_config, make_model
+from hope_lite.models.hope import cms_config
 from hope_lite.training import TrainConfig, train
 
 
@@ -45,3 +46,9 @@ def test_ablation_options_reach_self_modifying_titans():
 def test_unknown_option_is_a_clear_error():
     with pytest.raises(ValueError, match=r"options \['cms_period'\] are not known to HOPE"):
         HopeLM(make_config("tiny", "hope", options={"cms_period": 3}))
+
+
+@pytest.mark.parametrize("size, periods", [("tiny", (16, 64, 256)), ("small", (64, 256, 1024))])
+def test_token_clock_periods_default_to_2_8_32_memory_chunks(size, periods):
+    assert cms_config(make_config(size, "hope")).periods == periods
+    assert cms_config(make_config(size, "hope", options={"cms_clock": "steps"})).periods == (1, 4, 16)
