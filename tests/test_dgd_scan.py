@@ -1,5 +1,7 @@
 """The hand-differentiated DGD scan against the autograd path it replaces (float64)."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -51,9 +53,9 @@ def run(rule, memory, t, position, chunk_size=C, **options):
     return [y] * (y is not None) + [*state.weights, *state.momentum, *state.anchor], state
 
 
-def compare(position, n, centered, read, **switches):
-    """The scan against the autograd path, from ``position`` over ``n`` tokens: outputs, final
-    state and the gradients of a random linear functional of them with respect to every input
+def compare(position, n, centered, read, rules=(dgd_update_chunked, dgd_scan), tol=1e-10, **switches):
+    """The scan against the autograd path (or the second of ``rules`` against the first, to
+    ``tol``), from ``position`` over ``n`` tokens: outputs, final state and the gradients of a random linear functional of them with respect to every input
     (k, v, q, eta, alpha, beta, weights, momentum, centers; through the anchor too when the call
     starts inside a chunk). ``read=None``: q is None (an anchor-only write, as for M_k, M_v, M_eta,
     M_alpha); ``switches``: alpha, beta (False: None) and the rule's options."""
@@ -63,7 +65,7 @@ def compare(position, n, centered, read, **switches):
     t = {name: x for name, x in t.items() if not drop.get(name)}
     options = dict(read=read or "causal", **switches)
     results = []
-    for rule in (dgd_update_chunked, dgd_scan):
+    for rule in rules:
         leaves = {name: x.clone().requires_grad_() for name, x in t.items()}
         outs, state = run(rule, memory, leaves, position, **options)
         assert state.position == position + n
@@ -74,7 +76,7 @@ def compare(position, n, centered, read, **switches):
     (outs_a, grads_a), (outs_s, grads_s) = results
     assert len(outs_a) == len(outs_s)
     for a, s in zip(outs_a + list(grads_a), outs_s + list(grads_s)):
-        torch.testing.assert_close(s, a, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(s, a, rtol=tol, atol=tol)
 
 
 # (position, n): whole chunks from a boundary; from a later one; from inside a chunk (after 2 of
@@ -117,6 +119,16 @@ CUTS = {
 @pytest.mark.parametrize("centered", [False, True], ids=["plain", "centered"])
 def test_scan_matches_autograd_path_on_calls_cut_by_chunks(centered, read, span, switches):
     compare(*span, centered, read, **switches)
+
+
+@pytest.mark.parametrize("span", [(0, C * CHUNKS), *CUTS.values()], ids=["whole", *CUTS])
+@pytest.mark.parametrize("read", ["causal", "anchor", None], ids=["causal", "anchor", "write-only"])
+@pytest.mark.parametrize("centered", [False, True], ids=["plain", "centered"])
+def test_recompute_gives_the_same_outputs_state_and_gradients(centered, read, span):
+    """recompute=True keeps only each segment's start state and reruns it in the backward: the
+    very same numbers as keeping the activations."""
+    switches = dict(self_target=True, delta=True, beta=True, alpha=True, max_surprise=MAX_SURPRISE)
+    compare(*span, centered, read, rules=(dgd_scan, partial(dgd_scan, recompute=True)), tol=0, **switches)
 
 
 @pytest.mark.parametrize("read", ["causal", None], ids=["causal", "write-only"])

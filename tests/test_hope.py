@@ -52,3 +52,20 @@ def test_unknown_option_is_a_clear_error():
 def test_token_clock_periods_default_to_2_8_32_memory_chunks(size, periods):
     assert cms_config(make_config(size, "hope")).periods == periods
     assert cms_config(make_config(size, "hope", options={"cms_clock": "steps"})).periods == (1, 4, 16)
+
+
+def test_recompute_option_gives_the_same_loss_and_gradients():
+    """options={"recompute": True}: self-modifying Titans keeps each chunk's start state only and
+    reruns it in the backward; one training step's loss and gradients are the same numbers."""
+    tokens = torch.randint(0, 32, (2, 40), generator=torch.Generator().manual_seed(0))
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(0)
+        model = make_model("tiny", "hope", vocab_size=32, options={"recompute": recompute})
+        logits, _ = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten())
+        loss.backward()
+        results.append([loss.detach()] + [p.grad for p in model.parameters() if p.grad is not None])
+    assert len(results[0]) == len(results[1]) > 10
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

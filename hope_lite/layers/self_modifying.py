@@ -110,6 +110,7 @@ class SelfModifyingConfig:
     momentum: bool = True  # Table 6 "w/o momentum" when False
     weight_decay: bool = True  # False: alpha = 1 and no M_alpha
     impl: str = "scan"  # how DGD runs (equal results): "naive" per-token loop, "chunk" or "scan"
+    recompute: bool = False  # scan: keep each chunk's start state only, rerun it in backward (memory)
     read: str = "causal"  # what M_memory's token t reads: "causal" M_{t-1} (NL eq 94) or "anchor" (eq 90)
     # where weight decay and DGD's forgetting pull every memory: "initial", toward its meta-learned
     # initial state M_box,0 (our reading for the MLP memory of eq 89), or "zero", eq 88 as printed
@@ -296,7 +297,7 @@ class SelfModifyingTitans(nn.Module):
         if n == 0:  # nothing to read or write
             return self.to_out(x), state
         opts = dict(self_target=cfg.self_target, delta=cfg.use_dgd, impl=cfg.impl,
-                    max_surprise=cfg.max_surprise)
+                    max_surprise=cfg.max_surprise, recompute=cfg.recompute)
         beta = None
         if cfg.momentum:
             beta = self.momentum().repeat(b)[:, None].expand(-1, n)  # [b*h, n]

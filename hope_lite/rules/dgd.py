@@ -145,12 +145,13 @@ def dgd_update(memory: Memory, state: MemoryState, k: Tensor, v: Tensor, q: Tens
     with the whole call of the default memory through :func:`~hope_lite.rules.dgd_scan.dgd_scan`
     (backward by hand). The arguments are those of
     :func:`dgd_update_chunked`; ``options`` are its keyword options ``self_target``, ``delta``,
-    ``source``, ``read`` and ``max_surprise``.
+    ``source``, ``read``, ``max_surprise`` and ``recompute`` (which only ``"scan"`` uses).
     """
     check_impl("dgd_update", impl, IMPLS, options,
-               ("self_target", "delta", "source", "read", "max_surprise"))
+               ("self_target", "delta", "source", "read", "max_surprise", "recompute"))
     if impl == "naive":
         options.pop("source", None)
+        options.pop("recompute", None)
         return dgd_update_reference(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options)
     return dgd_update_chunked(memory, state, k, v, q, eta, alpha, beta, chunk_size, **options,
                               scan=impl == "scan")
@@ -173,6 +174,7 @@ def dgd_update_chunked(
     read: str = "causal",
     max_surprise: float | None = None,
     scan: bool = False,
+    recompute: bool = False,
 ) -> tuple[Tensor | None, MemoryState]:
     """Read and write a memory with DGD over a sequence, chunk by chunk (see module docstring).
 
@@ -199,6 +201,8 @@ def dgd_update_chunked(
             arithmetic with a backward written by hand, when the memory is the default one (plain
             or centered) and nothing is recorded (``dgd_update(impl="scan")``). False keeps every
             chunk on autograd (``impl="chunk"``).
+        recompute: with ``scan``, keep only each segment's start state for the backward and rerun
+            its forward there (less memory, the same numbers; the autograd path keeps its graph).
 
     Returns:
         ``y [B, n, d]`` (None when ``q`` is None) and the state after the last token.
@@ -206,7 +210,8 @@ def dgd_update_chunked(
     rec = trace.active()
     if scan and rec is None and scannable(memory):  # backward by hand; it checks the inputs
         return dgd_scan(memory, state, k, v, q, eta, alpha, beta, chunk_size,
-                        self_target=self_target, delta=delta, read=read, max_surprise=max_surprise)
+                        self_target=self_target, delta=delta, read=read, max_surprise=max_surprise,
+                        recompute=recompute)
     check_inputs(memory, state, chunk_size, k, dict(v=v, q=q), dict(eta=eta, alpha=alpha, beta=beta))
     check_choice("read", read, READS)
     n, pos = k.shape[1], state.position
