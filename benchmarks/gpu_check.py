@@ -1,6 +1,6 @@
 """GPU check: CUDA results equal CPU's, then bf16 throughput of the Titans memory layer and models.
 
-    python benchmarks/gpu_check.py            # about 3 minutes on one H100 (budget: under 5)
+    python benchmarks/gpu_check.py            # 6.5 minutes on one H200 (2026-12-04; HOPE-small: 4 of them)
     python benchmarks/gpu_check.py --smoke    # tiny sizes on the CPU: checks this script runs
     python benchmarks/gpu_check.py --no-layer --models transformer hope   # checks and two models
 
