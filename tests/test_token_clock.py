@@ -56,6 +56,40 @@ def test_a_stream_in_pieces_equals_one_call(kind, cuts):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+def graph_size(state: TokenClockState) -> int:
+    """Autograd nodes reachable from every tensor of the mixers' states."""
+    def tensors(value):
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            for v in value:
+                yield from tensors(v)
+        elif hasattr(value, "__dataclass_fields__"):
+            for name in value.__dataclass_fields__:
+                yield from tensors(getattr(value, name))
+    seen, stack = set(), [t.grad_fn for mixer, _ in state.layers for t in tensors(mixer)]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack += [n for n, _ in node.next_functions]
+    return len(seen)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reading_without_gradients_keeps_only_the_open_segments_graph(kind):
+    """Under no_grad the state is cut from the graph at every boundary, so what it holds does not
+    grow with the tokens read (it did: each segment's error signal then walked the whole stream's
+    graph, and a stream's cost grew with the square of its length)."""
+    model = tiny(kind)
+    sizes = []
+    with torch.no_grad():
+        for n in (7, 31):  # both end 1 token into a segment (periods 2 and 3: boundaries at 6, 30)
+            _, state = model(torch.randint(0, 32, (2, n)))
+            sizes.append(graph_size(state))
+    assert 0 < sizes[0] == sizes[1]
+
+
 def test_eta_zero_is_the_plain_model():
     model = tiny("hope", cms_lr=0.0)
     tokens = torch.randint(0, 32, (2, 11))

@@ -94,11 +94,11 @@ def extend(segment: Pending | None, logits: Tensor, read: Tensor, levels: tuple[
 
 
 def detach(value: Any) -> Any:
-    """``value`` with every tensor inside (tuples and dataclasses, recursively) detached."""
+    """``value`` with every tensor inside (tuples, lists and dataclasses, recursively) detached."""
     if isinstance(value, Tensor):
         return value.detach()
-    if isinstance(value, tuple):
-        return tuple(detach(v) for v in value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(detach(v) for v in value)
     if is_dataclass(value) and not isinstance(value, type):
         return replace(value, **{f.name: detach(getattr(value, f.name)) for f in fields(value)
                                  if f.init})
