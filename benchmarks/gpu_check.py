@@ -1,6 +1,6 @@
 """GPU check: CUDA results equal CPU's, then bf16 throughput of the Titans memory layer and models.
 
-    python benchmarks/gpu_check.py            # 6.5 minutes on one H200 (2026-12-04; HOPE-small: 4 of them)
+    python benchmarks/gpu_check.py            # 6.5 minutes on one H200 (2026-12-04) before hope_recompute (~1 more)
     python benchmarks/gpu_check.py --smoke    # tiny sizes on the CPU: checks this script runs
     python benchmarks/gpu_check.py --no-layer --models transformer hope   # checks and two models
 
@@ -15,10 +15,11 @@
    run: sequence 16,384 through the autograd path that the hand-differentiated chunk scan replaced,
    and through titans-pytorch's NeuralMemory (batch_size = chunk) when the ``peers`` extra is installed.
 3. Models under bf16 autocast: training-step tokens/s of TransformerLM-, TitansLM (lmm)- and
-   HopeLM-small (batch 4 x 2,048 tokens), as ratios to the transformer's, with model FLOPs
+   HopeLM-small (batch 4 x 2,048 tokens; ``hope_recompute``: with ``options={"recompute": True}``),
+   as ratios to the transformer's, with model FLOPs
    utilisation: matmul FLOPs of one step
    (torch.utils.flop_counter) per second over the GPU's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s),
-   and peak device memory. Measured before the long layer sequence, so a time limit cuts that first.
+   and peak device memory (HOPE's against the 8 GB target). Measured before the long layer sequence, so a time limit cuts that first.
 
 Results are written after every measurement, so a run stopped by a time limit keeps what it had.
 
@@ -44,7 +45,11 @@ from hope_lite.rules import init_state, titans_update_chunked, titans_update_ref
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, TFLOP/s from the data sheets
-MODEL_KINDS = ("transformer", "lmm", "hope")  # the transformer first: the others' baseline
+# name -> (make_model kind, options); the transformer first: the others' baseline
+MODELS = {"transformer": ("transformer", {}), "lmm": ("lmm", {}), "hope": ("hope", {}),
+          "hope_recompute": ("hope", {"recompute": True})}
+MODEL_KINDS = tuple(MODELS)
+MEMORY_TARGET_MB = 8 * 1024  # issue 14: HOPE-small training at 4 x 2048 tokens fits in 8 GB
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,8 @@ def model_throughput(kind: str, device: torch.device, sizes: Sizes) -> dict:
     from hope_lite.training import cms_schedule
 
     torch.manual_seed(0)
-    model = make_model(sizes.model_size, kind, vocab_size=256).to(device)
+    name, options = MODELS[kind]
+    model = make_model(sizes.model_size, name, vocab_size=256, **({"options": options} if options else {})).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = cms_schedule(model)
     tokens = torch.randint(0, 256, (sizes.model_batch, sizes.model_seq + 1), device=device)
@@ -278,14 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r["path"] == path and r["mode"] in ours:
                 print(f"  scan / {path} ({r['mode']}, seq {seq}): {ours[r['mode']] / r['tokens_per_s']:.2f}x")
-    print(f"\n{'model':>12} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}   "
+    print(f"\n{'model':>14} {'tok/s':>10} {'x transf.':>9} {'TFLOP/s':>8} {'MFU':>6} {'peak MB':>8}   "
           f"({sizes.model_size}, bf16 autocast, training step, {sizes.model_batch} x {sizes.model_seq})")
     base = next((m["tokens_per_s"] for m in models if m["kind"] == "transformer"), float("nan"))
     for m in models:
         mfu = f"{m['mfu']:.1%}" if m["mfu"] is not None else "n/a"
         peak = f"{m['peak_mb']:.0f}" if m["peak_mb"] is not None else "n/a"
-        print(f"{m['kind']:>12} {m['tokens_per_s']:>10.0f} {m['tokens_per_s'] / base:>9.3f} {m['tflops']:>8.2f} "
+        print(f"{m['kind']:>14} {m['tokens_per_s']:>10.0f} {m['tokens_per_s'] / base:>9.3f} {m['tflops']:>8.2f} "
               f"{mfu:>6} {peak:>8}")
+    for m in models:
+        if m["kind"].startswith("hope") and m["peak_mb"] is not None:
+            fits = "fits" if m["peak_mb"] <= MEMORY_TARGET_MB else "does not fit"
+            print(f"  {m['kind']} {fits} the {MEMORY_TARGET_MB / 1024:.0f} GB target ({m['peak_mb'] / 1024:.1f} GB)")
     save()
     print(f"wrote {args.out}")
     return 0 if all(c["ok"] for c in checks) else 1
