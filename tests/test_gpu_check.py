@@ -22,4 +22,15 @@ def test_gpu_check_smoke_runs_and_writes_results(tmp_path, monkeypatch):
     assert layer - peer == {(s, m, "scan") for s in (256, 1024) for m in ("fwd", "fwdbwd")} | {
         (256, m, "autograd") for m in ("fwd", "fwdbwd")}
     assert all(r["tokens_per_s"] > 0 for r in results["layer"] + results["models"])
-    assert [m["kind"] for m in results["models"]] == ["transformer", "lmm", "hope"]
+    assert [m["kind"] for m in results["models"]] == ["transformer", "lmm", "hope", "hope_recompute"]
+
+
+def test_gpu_check_can_time_a_subset_of_models_without_the_layer(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "gpu_check.json"
+    assert gpu_check.main(["--smoke", "--no-layer", "--models", "transformer", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["layer"] == [] and [m["kind"] for m in results["models"]] == ["transformer"]
