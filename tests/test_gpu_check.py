@@ -5,14 +5,22 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
 
 
-def test_gpu_check_smoke_runs_and_writes_results(tmp_path, monkeypatch):
+@pytest.fixture
+def gpu_check(monkeypatch):
+    """The script, loaded as a module."""
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # dataclasses look their module up
-    spec.loader.exec_module(gpu_check)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_smoke_runs_and_writes_results(tmp_path, gpu_check):
     out = tmp_path / "gpu_check.json"
     assert gpu_check.main(["--smoke", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
@@ -25,11 +33,7 @@ def test_gpu_check_smoke_runs_and_writes_results(tmp_path, monkeypatch):
     assert [m["kind"] for m in results["models"]] == ["transformer", "lmm", "hope", "hope_recompute"]
 
 
-def test_gpu_check_can_time_a_subset_of_models_without_the_layer(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)
-    spec.loader.exec_module(gpu_check)
+def test_gpu_check_can_time_a_subset_of_models_without_the_layer(tmp_path, gpu_check):
     out = tmp_path / "gpu_check.json"
     assert gpu_check.main(["--smoke", "--no-layer", "--models", "transformer", "--out", str(out)]) == 0
     results = json.loads(out.read_text())
