@@ -9,7 +9,7 @@ import torch
 
 from hope_lite.experiments import babilong, continual, niah
 from hope_lite.experiments.config import UsageError, resolve_config
-from hope_lite.experiments.longctx import row_accuracy, scored, token_accuracy
+from hope_lite.experiments.longctx import StreamStats, row_accuracy, scored, token_accuracy
 from hope_lite.experiments.spec import VERDICTS, Claim, Experiment
 from hope_lite.models import make_model
 from hope_lite.tasks import BabiLong, Niah
@@ -111,13 +111,39 @@ def test_niah_verdicts_follow_the_data():
     good = niah.verdicts(
         _niah_means({64: 100, 1024: 100}, {64: 100, 1024: 90}, {64: 100, 1024: 40})
     )
-    assert [c.verdict for c in good] == ["reproduced"] * 4
-    assert [c.ours for c in good] == [100, 10, 60, 50]
+    assert [c.verdict for c in good] == ["reproduced"] * 4 + ["not at this scale"]  # 1024 < 1M tokens
+    assert [c.ours for c in good] == [100, 10, 60, 50, None]
     bad = niah.verdicts(_niah_means({64: 100, 1024: 10}, {64: 100, 1024: 90}, {64: 100, 1024: 100}))
-    assert [c.verdict for c in bad] == ["not at this scale"] * 4
+    assert [c.verdict for c in bad] == ["not at this scale"] * 5
     unlearned = niah.verdicts(_niah_means({64: 5, 1024: 5}, {64: 5, 1024: 0}, {64: 90, 1024: 5}))
     assert all(c.verdict == "not at this scale" for c in unlearned)  # chance level proves nothing
     assert all(c.verdict == "not at this scale" and c.ours is None for c in niah.verdicts({})[1:])
+
+
+@pytest.mark.parametrize("curve, states, verdict", [
+    ({1024: 100, 2**20: 100}, (0.5, 0.5), "reproduced"),
+    ({1024: 100, 2**20: 60}, (0.5, 0.5), "partly"),
+    ({1024: 100, 2**20: 100}, (0.5, 0.9), "not at this scale"),  # the state grew
+    ({1024: 20, 2**20: 20}, (0.5, 0.5), "not at this scale"),  # never learned the passkey
+    ({1024: 100, 262144: 100}, (0.5, 0.5), "not at this scale"),  # shorter than a million
+])
+def test_niah_million_token_claim_needs_the_length_a_fixed_state_and_recall(curve, states, verdict):
+    means = _niah_means(curve, {}, {})
+    means["hope"].update({f"state_mb@L={n}": mb for n, mb in zip(curve, states)})
+    claim = niah.verdicts(means)[-1]
+    assert claim.claim == niah.CLAIM_MILLION and claim.verdict == verdict
+
+
+def test_streamed_reads_report_tokens_time_and_a_state_that_does_not_grow():
+    sizes = []
+    for n in (48, 96):
+        task = Niah(variant="s_niah_1", context_len=n, depth=0.5, num_digits=2, num_keys=16, num_words=64)
+        model = make_model("tiny", "hope", vocab_size=task.vocab_size)
+        stats = StreamStats()
+        scored(model, [task.stream(task.plan(2, "test", 0), 16)], CPU, True, stats)
+        assert stats.tokens == 2 * n and stats.seconds > 0 and stats.tokens_per_s > 0
+        sizes.append(stats.state_bytes)
+    assert sizes[0] == sizes[1] > 0
 
 
 def test_babilong_verdicts_follow_the_data():

@@ -10,6 +10,8 @@
 - :func:`held_out_accuracy` / :func:`readable_lengths`: the evaluation loop of ``niah`` and ``babilong``.
 - :func:`row_accuracy` / :func:`token_accuracy`: % of rows with every scored token right (greedy
   decoding of the whole answer, since targets are teacher-forced) and % of scored tokens right.
+- :class:`StreamStats` / :func:`state_bytes`: what a streamed read cost (tokens, seconds, the
+  largest state carried between pieces), for the constant-memory claim.
 
 Index letters: B rows, K scored positions, V vocabulary.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -30,8 +34,8 @@ from hope_lite.models import KINDS
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
 from hope_lite.validate import check_int
 
-__all__ = ["build", "check_config", "fit", "finite", "held_out_accuracy", "readable_lengths", "row_accuracy", "scored",
-           "streams", "token_accuracy", "train_on_mix"]
+__all__ = ["StreamStats", "build", "check_config", "fit", "finite", "held_out_accuracy", "readable_lengths",
+           "row_accuracy", "scored", "state_bytes", "streams", "token_accuracy", "train_on_mix"]
 
 
 def streams(kind: str) -> bool:
@@ -78,28 +82,61 @@ def readable_lengths(config: Mapping[str, Any], cell: str) -> tuple[bool, list[i
     return stream, [n for n in config["lengths"] if stream or n <= config["attention_max_len"]]
 
 
+@dataclass
+class StreamStats:
+    """What :func:`scored` read: tokens (rows x columns), seconds in the model, and the largest
+    state (bytes, :func:`state_bytes`) carried from one piece to the next."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    state_bytes: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else math.nan
+
+
+def state_bytes(state: Any) -> int:
+    """Bytes of the tensors in a model's stream state (tuples, lists, dataclasses; each storage
+    counted once)."""
+    seen: dict[int, int] = {}
+    stack = [state]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Tensor):
+            storage = value.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(value, (tuple, list)):
+            stack.extend(value)
+        elif is_dataclass(value) and not isinstance(value, type):
+            stack.extend(getattr(value, f.name) for f in fields(value))
+    return sum(seen.values())
+
+
 def held_out_accuracy(model: nn.Module, group: Callable[[int, int], Iterator[Batch] | Batch],
-                      config: Mapping[str, Any], device: torch.device, stream: bool) -> float:
+                      config: Mapping[str, Any], device: torch.device, stream: bool,
+                      stats: StreamStats | None = None) -> float:
     """:func:`row_accuracy` over ``eval_examples`` held-out rows, ``eval_batch`` at a time.
 
     ``group(count, index)`` gives held-out batch ``index`` of ``count`` rows (a Batch, or its
-    pieces when streaming).
+    pieces when streaming); ``stats``, if given, adds up what the reads cost.
     """
     total, size = config["eval_examples"], config["eval_batch"]
     groups = (group(min(size, total - s), i) for i, s in enumerate(range(0, total, size)))
-    return row_accuracy(*scored(model, groups, device, stream))
+    return row_accuracy(*scored(model, groups, device, stream, stats))
 
 
 @torch.no_grad()
 def scored(model: nn.Module, rows: Iterable[Iterator[Batch] | Batch], device: torch.device,
-           stream: bool) -> tuple[Tensor, Tensor, Tensor]:
+           stream: bool, stats: StreamStats | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(logits [K, V], targets [K], row [K])`` at the scored positions, row-major (row, column).
 
     ``rows`` yields, per group of rows, either a whole :class:`Batch` or an iterator of pieces
     (consecutive column ranges of the same rows). With ``stream`` the pieces are read one after
     the other with the model's state; without it a group must be one piece (one call). Row
     indices count across groups. The model runs in its own dtype, without autocast; the logits
-    come back as float32 on the CPU.
+    come back as float32 on the CPU. ``stats``, if given, adds up the tokens read, the seconds in
+    the model (synchronised on CUDA) and the largest state carried between pieces.
     """
     was_training = model.training
     model.eval()
@@ -112,7 +149,14 @@ def scored(model: nn.Module, rows: Iterable[Iterator[Batch] | Batch], device: to
                 raise ValueError("a model that does not stream must read each row in one piece")
             count = x.shape[0]
             x, y = x.to(device), y.to(device)
+            start = time.perf_counter()
             logits, state = model(x, state) if stream else model(x)
+            if stats is not None:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                stats.seconds += time.perf_counter() - start
+                stats.tokens += x.numel()
+                stats.state_bytes = max(stats.state_bytes, state_bytes(state) if stream else 0)
             mask = y != IGNORE_INDEX  # [B, n]
             where = mask.nonzero().cpu()  # [k, 2] (row, column in this piece)
             logits_out.append(logits[mask].float().cpu())
