@@ -19,8 +19,8 @@ saw; memory it never wrote that long): that is the measurement. The streamed acc
 one-call accuracy where both fit (tests/test_experiments_longctx.py, float64).
 
 The streamed million-token row (``hope-lite run niah --preset million``): Titans (LMM) and HOPE,
-trained as in "standard", read 2 rows of 1,048,576 tokens each (S-NIAH-1, needle at half depth) in
-8,192-token pieces. A preset whose longest length is at least a million tokens also records, per
+trained on S-NIAH-1 alone at standard's length and steps (256 tokens, 400), read 2 rows of
+1,048,576 tokens each (needle at half depth) in 8,192-token pieces. A preset whose longest length is at least a million tokens also records, per
 length, ``tokens_per_s@L=N`` (tokens read per second of model time) and ``state_mb@L=N`` (the
 largest state carried between pieces): the claim "HOPE keeps the passkey over a 1M-token stream
 in constant memory" needs HOPE's state the same size at every length (NL Fig. 9 shows Hope on
@@ -82,7 +82,8 @@ PRESETS = {
                  lengths=(256, 1024, 4096, 8192, 16384, 65536, 262144),
                  depths=(0.0, 0.25, 0.5, 0.75, 1.0), steps=3000, num_digits=7, batch=32, lr=1e-3,
                  eval_examples=32, eval_batch=16, piece_len=4096, attention_max_len=16384),
-    # the 1M-token streamed S-NIAH row: trained as "standard", 2 rows per length, read in 8K pieces
+    # the 1M-token streamed S-NIAH row: standard's training length and steps on S-NIAH-1 only,
+    # then 2 rows per length, read in 8K pieces
     "million": dict(_COMMON, models=("titans", "hope"), variants=("s_niah_1",), train_len=256,
                     lengths=(1024, 1_048_576), depths=(0.5,), steps=400, num_digits=2,
                     eval_examples=2, eval_batch=2, piece_len=8192, attention_max_len=1024),
