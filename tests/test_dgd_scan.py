@@ -55,7 +55,8 @@ def run(rule, memory, t, position, chunk_size=C, **options):
 
 def compare(position, n, centered, read, rules=(dgd_update_chunked, dgd_scan), tol=1e-10, **switches):
     """The scan against the autograd path (or the second of ``rules`` against the first, to
-    ``tol``), from ``position`` over ``n`` tokens: outputs, final state and the gradients of a random linear functional of them with respect to every input
+    ``tol``), from ``position`` over ``n`` tokens: outputs, final state and the gradients of a
+    random linear functional of them with respect to every input
     (k, v, q, eta, alpha, beta, weights, momentum, centers; through the anchor too when the call
     starts inside a chunk). ``read=None``: q is None (an anchor-only write, as for M_k, M_v, M_eta,
     M_alpha); ``switches``: alpha, beta (False: None) and the rule's options."""

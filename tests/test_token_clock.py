@@ -8,7 +8,7 @@ from hope_lite import trace
 from hope_lite.layers import CMSSchedule
 from hope_lite.models import make_model
 from hope_lite.models.common import LanguageModel
-from hope_lite.models.token_clock import TokenClockState, read_token_by_token
+from hope_lite.models.token_clock import TokenClockState, read_token_by_token, state_tensors
 from hope_lite.models.transformer import KVCache
 from hope_lite.training import TrainConfig, cms_schedule, train
 
@@ -58,16 +58,7 @@ def test_a_stream_in_pieces_equals_one_call(kind, cuts):
 
 def graph_size(state: TokenClockState) -> int:
     """Autograd nodes reachable from every tensor of the mixers' states."""
-    def tensors(value):
-        if isinstance(value, torch.Tensor):
-            yield value
-        elif isinstance(value, (tuple, list)):
-            for v in value:
-                yield from tensors(v)
-        elif hasattr(value, "__dataclass_fields__"):
-            for name in value.__dataclass_fields__:
-                yield from tensors(getattr(value, name))
-    seen, stack = set(), [t.grad_fn for mixer, _ in state.layers for t in tensors(mixer)]
+    seen, stack = set(), [t.grad_fn for mixer, _ in state.layers for t in state_tensors(mixer)]
     while stack:
         node = stack.pop()
         if node is not None and node not in seen:

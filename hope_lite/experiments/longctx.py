@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
@@ -31,6 +31,7 @@ from hope_lite.experiments import _fit
 from hope_lite.experiments._fit import build, finite
 from hope_lite.experiments._fit import train_steps as fit
 from hope_lite.models import KINDS
+from hope_lite.models.token_clock import state_tensors
 from hope_lite.tasks.base import IGNORE_INDEX, Batch
 from hope_lite.validate import check_int
 
@@ -97,20 +98,9 @@ class StreamStats:
 
 
 def state_bytes(state: Any) -> int:
-    """Bytes of the tensors in a model's stream state (tuples, lists, dataclasses; each storage
-    counted once)."""
-    seen: dict[int, int] = {}
-    stack = [state]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, Tensor):
-            storage = value.untyped_storage()
-            seen[storage.data_ptr()] = storage.nbytes()
-        elif isinstance(value, (tuple, list)):
-            stack.extend(value)
-        elif is_dataclass(value) and not isinstance(value, type):
-            stack.extend(getattr(value, f.name) for f in fields(value))
-    return sum(seen.values())
+    """Bytes of the tensors in a model's stream state, each storage counted once."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state_tensors(state)}
+    return sum(storages.values())
 
 
 def held_out_accuracy(model: nn.Module, group: Callable[[int, int], Iterator[Batch] | Batch],

@@ -41,7 +41,7 @@ Index letters: b batch, n tokens, c tokens in a segment, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,7 @@ from hope_lite.layers.cms import CMSState, ContinuumMemory
 from hope_lite.layers.cms.online import Levels, accumulate, hand_off
 from hope_lite.models.common import LanguageModel, ModelConfig, at_least_float32
 
-__all__ = ["Pending", "TokenClockLM", "TokenClockState", "read_token_by_token"]
+__all__ = ["Pending", "TokenClockLM", "TokenClockState", "read_token_by_token", "state_tensors"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,18 @@ def detach(value: Any) -> Any:
         return replace(value, **{f.name: detach(getattr(value, f.name)) for f in fields(value)
                                  if f.init})
     return value
+
+
+def state_tensors(value: Any) -> Iterator[Tensor]:
+    """Every tensor inside a stream state (tuples, lists and dataclasses, recursively)."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from state_tensors(v)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from state_tensors(getattr(value, f.name))
 
 
 class TokenClockLM(LanguageModel):

@@ -38,7 +38,8 @@ segment and memory, about what the autograd path keeps), or with ``recompute`` o
 the same numbers (tested bit for bit), one more forward of every segment. Measured on HOPE-small
 (``options={"recompute": True}``): per block and 512 tokens, what the scans keep fell from 262 to
 54 MB (CPU, float32); one training step at 4 x 2048 tokens on an H200 peaked at 25 GB instead of
-62 GB at about the same speed; on a CPU the tiny model's step is ~1.4x slower (the default: off). The input anchor is read only when the call starts inside a chunk. Autocast is off
+62 GB at about the same speed; on a CPU the tiny model's step is ~1.4x slower (the default: off).
+The input anchor is read only when the call starts inside a chunk. Autocast is off
 inside: the arithmetic stays in the inputs' dtype. No :mod:`hope_lite.trace` events are recorded.
 
 Index letters: B memories (batch x heads), n tokens, m segments of one length, c tokens in a
