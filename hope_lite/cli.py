@@ -7,7 +7,7 @@
                       [--threads 1] [--workers 1]
     hope-lite suite [--preset quick] [--seeds 0] [--device cpu] [--out runs] [--fresh] [--workers 2]
                     [--results docs/results]
-    hope-lite results [--preset standard] [--out runs] [--to docs/results]
+    hope-lite results [--preset standard] [--out runs] [--to docs/results] [--keep]
     hope-lite sweep mad --lrs 1e-3 3e-3 1e-2 --metric in_context_recall --goal max
                       [--preset standard] [--seeds 100] [--set KEY=VALUE ...] [--out runs] [--workers 1]
     hope-lite explore [--port 8866] [--ip 127.0.0.1] [--no-browser] [--export-dir explorer_exports]
@@ -43,7 +43,7 @@ from hope_lite.experiments.distributed import Job
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, headline_metrics, with_interval
 from hope_lite.experiments.runner import run_experiment
-from hope_lite.experiments.results import RESULTS_DIR, collect, write_results
+from hope_lite.experiments.results import RESULTS_DIR, collect, load_results, write_results
 from hope_lite.experiments.spec import SIZES_TOO_SMALL, Experiment, RunResult, default_seeds
 from hope_lite.experiments.suite import run_suite
 from hope_lite.experiments.sweep import GOALS, markdown, run_sweep
@@ -100,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
     results.add_argument("--preset", default="standard", help="the preset of the runs (standard)")
     results.add_argument("--out", default="runs", help="the folder of run directories (runs)")
     results.add_argument("--to", default=str(RESULTS_DIR), help="where to write (docs/results)")
+    results.add_argument("--keep", action="store_true",
+                         help="an experiment with no finished run in --out keeps its entry from the "
+                              "summary already in --to, if it ran today's preset config")
     explore = commands.add_parser(
         "explore", help="open the Memory Explorer app in the browser (Voila)",
         description="Serve the Memory Explorer (watch a Titans or HOPE memory read a stream) with Voila and open "
@@ -240,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(markdown(summary))
             print(f"sweep: {args.out}/{summary['experiment']}-{args.preset}-sweep/sweep.json")
         elif args.command == "results":
-            summary = collect(args.preset, args.out)
+            summary = collect(args.preset, args.out, load_results(args.to) if args.keep else None)
             path = write_results(summary, args.to)
             print(f"results: {path} and README.md beside it; {summary['claims']} claims "
                   f"{summary['verdicts']}; not run: {', '.join(summary['not_run']) or 'none'}")  # fmt: skip

@@ -4,7 +4,8 @@
     write_results(summary, "docs/results")            # summary.json + README.md (the Markdown table)
     summary = load_results("docs/results")            # what notebook 09 and the README read
 
-``python -m hope_lite results --preset standard`` does the first two; ``suite --results DIR`` calls
+``python -m hope_lite results --preset standard`` does the first two (``--keep``: experiments with no
+run in ``--out`` keep their entries from the summary already there); ``suite --results DIR`` calls
 them after each experiment, so a suite stopped half way still leaves the experiments that finished.
 An experiment whose run directory is missing or unfinished is listed with status ``"not run"``.
 
@@ -23,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hope_lite.experiments.config import resolve_config
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
 from hope_lite.experiments.report import fmt, with_interval
 from hope_lite.experiments.spec import VERDICTS, default_seeds
@@ -73,9 +75,25 @@ def _entry(name: str, preset: str, out_dir: Path) -> dict[str, Any]:
     return entry
 
 
-def collect(preset: str = "standard", out_dir: str | Path = "runs") -> dict[str, Any]:
-    """The summary of every registered experiment's run ``out_dir/NAME-PRESET`` (see the module)."""
-    entries = [_entry(name, preset, Path(out_dir)) for name in EXPERIMENTS]
+def collect(preset: str = "standard", out_dir: str | Path = "runs",
+            keep: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary of every registered experiment's run ``out_dir/NAME-PRESET`` (see the module).
+
+    ``keep``: an earlier summary of the same preset (:func:`load_results`); an experiment with no
+    finished run in ``out_dir`` keeps its entry from there if that entry ran today's preset config
+    (so one experiment can be rerun and the shipped summary refreshed without rerunning the rest).
+    """
+    if keep is not None and keep.get("preset") != preset:
+        raise ValueError(f"keep is a summary of preset {keep.get('preset')!r}; the runs are {preset!r}")
+    kept = {e["name"]: e for e in (keep or {}).get("experiments", []) if e["status"] == "ok"}
+    entries = []
+    for name in EXPERIMENTS:
+        entry = _entry(name, preset, Path(out_dir))
+        old = kept.get(name)
+        if entry["status"] != "ok" and old is not None and old["config"] == jsonable(
+                resolve_config(get_experiment(name), preset)):
+            entry = old
+        entries.append(entry)
     verdicts = Counter(c["verdict"] for e in entries for c in e.get("claims", []))
     return {
         "preset": preset,
@@ -84,6 +102,11 @@ def collect(preset: str = "standard", out_dir: str | Path = "runs") -> dict[str,
         "not_run": [e["name"] for e in entries if e["status"] != "ok"],
         "experiments": entries,
     }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def markdown(summary: dict[str, Any]) -> str:

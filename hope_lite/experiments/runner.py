@@ -97,7 +97,7 @@ from hope_lite.experiments.distributed import (
     rank_rows_path,
 )
 from hope_lite.experiments.registry import EXPERIMENTS, get_experiment
-from hope_lite.experiments.results import commit, machine
+from hope_lite.experiments.results import commit, jsonable, machine
 from hope_lite.experiments.report import write_report
 from hope_lite.experiments.intervals import half_width, t_interval
 from hope_lite.experiments.spec import (
@@ -115,11 +115,6 @@ from hope_lite.training.checkpoint import seed_everything
 PATH_NAMES = {"config": "config.json", "rows": "results.jsonl", "json": "results.json",
               "csv": "results.csv", "report": "report.html"}  # RunResult.paths key -> file name
 RUN_FILES = tuple(PATH_NAMES.values())  # the files a finished run leaves
-def _jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists), for comparing configs."""
-    return json.loads(json.dumps(value, default=str))
-
-
 def _open_run_dir(paths: dict[str, Path], identity: dict[str, Any], fresh: bool) -> None:
     """Create ``paths["dir"]`` or check that it holds the same run; ``fresh`` deletes its results."""
     run_dir = paths["dir"]
@@ -418,7 +413,7 @@ def run_experiment(
     job = Job.from_env()
     run_dir = Path(out_dir) / run_name
     paths = {"dir": run_dir, **{key: run_dir / file for key, file in PATH_NAMES.items()}}
-    identity = {"experiment": experiment.name, "preset": preset, "config": _jsonable(config),
+    identity = {"experiment": experiment.name, "preset": preset, "config": jsonable(config),
                 "device": str(resolved)}  # fmt: skip
     pairs = [(cell, seed) for cell in experiment.cells(config) for seed in seeds]
     if threads is not None:
