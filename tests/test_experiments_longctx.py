@@ -124,6 +124,8 @@ def test_niah_verdicts_follow_the_data():
     ({1024: 100, 2**20: 100}, (0.5, 0.5), "reproduced"),
     ({1024: 100, 2**20: 60}, (0.5, 0.5), "partly"),
     ({1024: 100, 2**20: 100}, (0.5, 0.9), "not at this scale"),  # the state grew
+    ({1024: 100, 2**20: 100}, (1.44, 1.55), "reproduced"),  # as measured: 7.6 % more, not growing
+    ({1024: 100, 2**20: 100}, (1.44, 1.44 * 1.26), "not at this scale"),  # past the 1.25x bound
     ({1024: 20, 2**20: 20}, (0.5, 0.5), "not at this scale"),  # never learned the passkey
     ({1024: 100, 262144: 100}, (0.5, 0.5), "not at this scale"),  # shorter than a million
 ])
