@@ -10,8 +10,11 @@ the sizes a ``make_model("tiny", "hope")`` training step gives them (centered me
 defaults' switches, random unit-norm inputs), forward and forward+backward, through the
 hand-differentiated scan (``impl="scan"``, the default) and the autograd path it replaced
 (``impl="chunk"``, the baseline), then times the whole training step in the same run and prints
-what share of it the blocks' DGD calls take (layers x both calls, scan, forward+backward).
-Medians of ``--repeats`` runs after a warm-up. Writes benchmarks/results/dgd_scan.json.
+what share of it the blocks' DGD calls take (layers x both calls, scan, forward+backward). Each
+scan call and the step also get their matmul arithmetic (``torch.utils.flop_counter``, forward +
+backward) and the rate they reach: a call's time against its arithmetic shows how far from the
+BLAS rate it runs. Medians of ``--repeats`` runs after a warm-up. Writes
+benchmarks/results/dgd_scan.json.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from hope_lite.memory import ResidualMLPMemory
 from hope_lite.memory.centered import CenteredMemory
@@ -42,6 +46,13 @@ def median_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
+
+
+def gflop(fn) -> float:
+    """Matmul GFLOP of one call of ``fn`` (forward and backward, as it runs)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 def dgd_call(copies: int, n: int, d: int, hidden: int, chunk: int, causal: bool, impl: str):
@@ -110,21 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     for name, (copies, chunk, causal) in calls.items():
         for impl in ("scan", "chunk"):
             fwd, both = dgd_call(copies, args.seq, d, hidden, chunk, causal, impl)
-            rows.append(dict(call=name, impl=impl, copies=copies, chunk=chunk,
-                             forward_ms=median_ms(fwd, args.repeats), fwd_bwd_ms=median_ms(both, args.repeats)))
-    step_ms = median_ms(training_step(args.batch, args.seq), args.repeats)
-    print(f"{'call':>22} {'impl':>6} {'copies':>6} {'chunk':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'x autograd':>10}")
+            ms = median_ms(both, args.repeats)
+            rows.append(dict(call=name, impl=impl, copies=copies, chunk=chunk, forward_ms=median_ms(fwd, args.repeats),
+                             fwd_bwd_ms=ms, gflop=gflop(both), gflop_per_s=gflop(both) / ms * 1000))
+    step = training_step(args.batch, args.seq)
+    step_ms, step_gflop = median_ms(step, args.repeats), gflop(step)
+    print(f"{'call':>22} {'impl':>6} {'copies':>6} {'chunk':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'x autograd':>10} "
+          f"{'GFLOP':>6} {'GFLOP/s':>7}")
     for r in rows:
         base = next(b for b in rows if b["call"] == r["call"] and b["impl"] == "chunk")
         r["speedup"] = base["fwd_bwd_ms"] / r["fwd_bwd_ms"]
         print(f"{r['call']:>22} {r['impl']:>6} {r['copies']:>6} {r['chunk']:>5} {r['forward_ms']:>8.1f} "
-              f"{r['fwd_bwd_ms']:>10.1f} {r['speedup']:>10.2f}")
+              f"{r['fwd_bwd_ms']:>10.1f} {r['speedup']:>10.2f} {r['gflop']:>6.2f} {r['gflop_per_s']:>7.1f}")
     dgd_ms = config.layers * sum(r["fwd_bwd_ms"] for r in rows if r["impl"] == "scan")
-    print(f"tiny HOPE training step ({args.batch} x {args.seq}, {args.threads} thread(s)): {step_ms:.0f} ms; "
-          f"its {config.layers} blocks' DGD calls (scan, fwd+bwd) alone: {dgd_ms:.0f} ms = {dgd_ms / step_ms:.0%}")
+    dgd_gflop = config.layers * sum(r["gflop"] for r in rows if r["impl"] == "scan")
+    print(f"tiny HOPE training step ({args.batch} x {args.seq}, {args.threads} thread(s)): {step_ms:.0f} ms, "
+          f"{step_gflop:.2f} GFLOP ({step_gflop / step_ms * 1000:.1f} GFLOP/s); its {config.layers} blocks' DGD calls "
+          f"over whole sequences (scan, fwd+bwd) alone: {dgd_ms:.0f} ms = {dgd_ms / step_ms:.0%}, {dgd_gflop:.2f} GFLOP "
+          f"(the step reads in token-clock segments and revisits some calls for the CMS error signal)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows,
-                                        step_ms=step_ms, dgd_ms=dgd_ms), indent=2))
+                                        step_ms=step_ms, step_gflop=step_gflop, dgd_ms=dgd_ms,
+                                        dgd_gflop=dgd_gflop), indent=2))
     return 0
 
 

@@ -33,5 +33,9 @@ def test_dgd_scan_benchmark_times_both_calls_both_ways(tmp_path, capsys):
     assert {(r["call"], r["impl"]) for r in result["rows"]} == {
         (call, impl) for call in ("M_k,M_v,M_eta,M_alpha", "M_memory") for impl in ("scan", "chunk")}
     assert all(r["forward_ms"] > 0 and r["fwd_bwd_ms"] > 0 for r in result["rows"])
+    assert all(r["gflop"] > 0 and r["gflop_per_s"] > 0 for r in result["rows"])
+    scan, chunk = ({r["call"]: r["gflop"] for r in result["rows"] if r["impl"] == impl} for impl in ("scan", "chunk"))
+    assert all(0.2 < scan[c] / chunk[c] < 5 for c in scan)  # the same rule: arithmetic of one order
     assert result["step_ms"] > 0 and result["dgd_ms"] > 0
+    assert result["step_gflop"] > result["dgd_gflop"] / 2 > 0
     assert "DGD calls" in capsys.readouterr().out

@@ -122,6 +122,10 @@ def markdown(summary: dict[str, Any]) -> str:
         f"**{summary['claims']} claims: {v['reproduced']} reproduced, {v['partly']} partly, "
         f"{v['not at this scale']} not at this scale.**"
         + (f" Not run yet: {', '.join(summary['not_run'])}." if summary["not_run"] else ""),
+        "",
+        f"CPU time of the runs: {cpu_minutes(summary):.0f} CPU-minutes (the cells' own times, one "
+        f"thread each), about {cpu_minutes(summary) / 2:.0f} minutes of wall time as 2 workers on 2 "
+        "cores (`--workers 2`).",
     ]  # fmt: skip
     for entry in summary["experiments"]:
         lines += ["", f"## {entry['name']}: {entry['summary']}", ""]
@@ -164,7 +168,14 @@ def readme_block(summary: dict[str, Any]) -> str:
         count = Counter(c["verdict"] for c in e["claims"])
         lines.append(f"| {e['name']} | {len(e['claims'])} | {count['reproduced']} | {count['partly']} | "
                      f"{count['not at this scale']} | {e['cpu_seconds'] / 60:.0f} |")  # fmt: skip
+    lines.append(f"| all | {summary['claims']} | {v['reproduced']} | {v['partly']} | "
+                 f"{v['not at this scale']} | {cpu_minutes(summary):.0f} |")
     return "\n".join(lines + [README_MARKERS[1]])
+
+
+def cpu_minutes(summary: dict[str, Any]) -> float:
+    """CPU-minutes of every (cell, seed) of the experiments that ran (each cell on its threads)."""
+    return sum(e["cpu_seconds"] for e in summary["experiments"] if e["status"] == "ok") / 60
 
 
 def with_readme_block(text: str, summary: dict[str, Any]) -> str:
