@@ -51,8 +51,10 @@ as a CMS level (the paper does not say how it kept sizes equal). All rows train 
 rate on this corpus (1e-2, ``docs/sweeps/lm-standard``; "full" 1e-3). "standard": 120 steps of
 8 x 128 bytes (the ``lm`` window: the 16- and 64-token CMS levels hand off inside it, the 256-token
 one does not) and 4 x 32 test windows, about 1 CPU-minute per cell (HOPE's step costs ~15x a
-Transformer's on a CPU, so the rows train briefly: the rates of learning, not converged models). "full" uses ``small`` (D 512, 8 layers), 2000 steps of
-32 x 512 bytes for one GPU; it was not timed (no GPU where this was written).
+Transformer's on a CPU, so the rows train briefly: the rates of learning, not converged models).
+"full" uses ``small`` (D 512, 8 layers), 2000 steps of 32 x 512 bytes for one GPU; it was not
+timed (no GPU where this was written). The paper's ppl / acc are on other data at another scale:
+only the *direction* of each row is comparable, not the level.
 """
 
 from __future__ import annotations
