@@ -47,6 +47,14 @@ Choices where the paper is silent: 2-digit values in ``quick`` (RULER: 7; a tiny
 36-token uuids need ``train_len`` >= 80, so ``quick`` runs S-NIAH-1/2 only; claims are decided on
 the metrics measured (:func:`verdicts`), thresholds in each Claim's note.
 
+Learning rates: ``lr`` 3e-3, except where ``lrs`` names a model. ``hope-lite sweep niah --preset
+standard --lrs 3e-3 1e-2 --metric s_niah_1@L=256,s_niah_1@L=1024 --goal max`` (seed 100,
+2026-12-04, ``docs/sweeps/niah-standard/``; the Transformer also at 1e-3): Titans (LMM) 31.8 %
+at 3e-3, **52.1 %** at 1e-2; the Transformer 66.7 / **78.6** / 35.9 % at 1e-3 / 3e-3 / 1e-2;
+HOPE 1.6 and 2.1 % (chance, about 1 % for a 2-digit value, at both rates). So "standard" trains
+Titans at 1e-2 and the others at 3e-3: a model that stays at chance at every rate tried keeps the
+preset's rate (a sweep cannot choose between two rates that both fail).
+
 Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
 
@@ -65,7 +73,7 @@ from hope_lite.tasks import VARIANTS, Niah
 
 MODELS = (*_fit.MODELS, "hope_attention")  # "titans": config["titans_kind"]
 
-_COMMON = dict(size="tiny", titans_kind="lmm", num_keys=16, num_words=64, batch=16, lr=3e-3)
+_COMMON = dict(size="tiny", titans_kind="lmm", num_keys=16, num_words=64, batch=16, lr=3e-3, lrs=())
 PRESETS = {
     "test": dict(_COMMON, models=("hope", "transformer", "titans"), variants=("s_niah_1",),
                  train_len=24, lengths=(24, 48), depths=(0.0, 1.0), steps=2, num_digits=2,
@@ -78,7 +86,7 @@ PRESETS = {
     "standard": dict(_COMMON, models=("hope", "transformer", "titans"),
                      variants=("s_niah_1", "s_niah_2"), train_len=256, lengths=(256, 512, 1024),
                      depths=(0.0, 0.5, 1.0), steps=400, num_digits=2, eval_examples=32,
-                     eval_batch=16, piece_len=512, attention_max_len=1024),
+                     eval_batch=16, piece_len=512, attention_max_len=1024, lrs=("titans=1e-2",)),
     "full": dict(_COMMON, models=MODELS, variants=tuple(VARIANTS), size="small", train_len=256,
                  lengths=(256, 1024, 4096, 8192, 16384, 65536, 262144),
                  depths=(0.0, 0.25, 0.5, 0.75, 1.0), steps=3000, num_digits=7, batch=32, lr=1e-3,
