@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, (copies, chunk, causal) in calls.items():
         for impl in ("scan", "chunk"):
             fwd, both = dgd_call(copies, args.seq, d, hidden, chunk, causal, impl)
-            ms = median_ms(both, args.repeats)
+            ms, work = median_ms(both, args.repeats), gflop(both)
             rows.append(dict(call=name, impl=impl, copies=copies, chunk=chunk, forward_ms=median_ms(fwd, args.repeats),
-                             fwd_bwd_ms=ms, gflop=gflop(both), gflop_per_s=gflop(both) / ms * 1000))
+                             fwd_bwd_ms=ms, gflop=work, gflop_per_s=work / ms * 1000))
     step = training_step(args.batch, args.seq)
     step_ms, step_gflop = median_ms(step, args.repeats), gflop(step)
     print(f"{'call':>22} {'impl':>6} {'copies':>6} {'chunk':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'x autograd':>10} "
