@@ -6,7 +6,6 @@ results are stale: rerun that experiment at the standard preset and ``python -m 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 import pytest
@@ -62,7 +61,7 @@ def test_collect_keeps_committed_entries_only_for_todays_presets(tmp_path):
         current = old["status"] == "ok" and old["config"] == jsonable(
             resolve_config(get_experiment(old["name"]), "standard"))
         assert new == old if current else new["status"] == "not run", old["name"]
-    stale = json.loads(json.dumps(SUMMARY))
+    stale = jsonable(SUMMARY)  # a deep copy
     stale["experiments"][0]["config"]["steps"] = -1  # a config no preset has
     summary = collect("standard", tmp_path, keep=stale)
     assert summary["experiments"][0]["status"] == "not run"
