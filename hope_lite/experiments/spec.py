@@ -111,7 +111,7 @@ class Experiment:
         presets: ``{"test": {...}, "quick": {...}, "standard": {...}, "full": {...}}``; every
             preset has the same keys, and those keys are the only ones ``--set`` accepts. "test"
             runs in seconds (the test suite), "quick" with one seed and fewer steps (lessons),
-            "standard" with 3 seeds in 10 to 45 CPU-minutes (the results committed under
+            "standard" with 3 seeds in 10 to 95 CPU-minutes (the results committed under
             ``docs/results/``, each run's time in its README), "full" is sized for one GPU.
         cells: the cells a config runs, in order.
         run_cell: ``(config, cell, seed, device) -> {metric: value}``; deterministic given seed.
