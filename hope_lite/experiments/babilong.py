@@ -29,7 +29,8 @@ Learning rates: ``lr`` 3e-3, except where ``lrs`` names a model. ``hope-lite swe
 --preset standard --lrs 3e-3 1e-2 --metric 1hop@L=256,2hop@L=256 --goal max`` (seed 100,
 2026-12-04, ``docs/sweeps/babilong-standard/``; the Transformer also at 1e-3): Titans (LMM) 18.0 %
 at 3e-3 (every row the same answer, as HOPE), **30.5 %** at 1e-2; the Transformer 72.7 / **72.7**
-/ 59.4 % at 1e-3 / 3e-3 / 1e-2; HOPE 18.0 % at both (the same answer for every row). So
+/ 59.4 % at 1e-3 / 3e-3 / 1e-2; HOPE 18.0 % at both (the same answer for every row) and 10.9 %
+at 1e-3 (2026-12-05, ``sweep-hope-1e-3.md``: below the one-answer score, train loss 1.81). So
 "standard" trains Titans at 1e-2 and the others at 3e-3; as in ``niah``, a model that learns
 nothing at any rate tried keeps the preset's rate.
 

@@ -51,9 +51,10 @@ Learning rates: ``lr`` 3e-3, except where ``lrs`` names a model. ``hope-lite swe
 standard --lrs 3e-3 1e-2 --metric s_niah_1@L=256,s_niah_1@L=1024 --goal max`` (seed 100,
 2026-12-04, ``docs/sweeps/niah-standard/``; the Transformer also at 1e-3): Titans (LMM) 31.8 %
 at 3e-3, **52.1 %** at 1e-2; the Transformer 66.7 / **78.6** / 35.9 % at 1e-3 / 3e-3 / 1e-2;
-HOPE 1.6 and 2.1 % (chance, about 1 % for a 2-digit value, at both rates). So "standard" trains
-Titans at 1e-2 and the others at 3e-3: a model that stays at chance at every rate tried keeps the
-preset's rate (a sweep cannot choose between two rates that both fail).
+HOPE 1.6 and 2.1 % (chance, about 1 % for a 2-digit value, at both rates), and 1.6 % at 1e-3
+(2026-12-05, ``sweep-hope-1e-3.md``, train loss 2.27 against 1.3-2.1 at 3e-3). So "standard"
+trains Titans at 1e-2 and the others at 3e-3: a model that stays at chance at every rate tried
+keeps the preset's rate (a sweep cannot choose between rates that all fail).
 
 Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
