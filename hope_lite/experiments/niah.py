@@ -54,7 +54,10 @@ at 3e-3, **52.1 %** at 1e-2; the Transformer 66.7 / **78.6** / 35.9 % at 1e-3 / 
 HOPE 1.6 and 2.1 % (chance, about 1 % for a 2-digit value, at both rates), and 1.6 % at 1e-3
 (2026-12-05, ``sweep-hope-1e-3.md``, train loss 2.27 against 1.3-2.1 at 3e-3). So "standard"
 trains Titans at 1e-2 and the others at 3e-3: a model that stays at chance at every rate tried
-keeps the preset's rate (a sweep cannot choose between rates that all fail).
+keeps the preset's rate (a sweep cannot choose between rates that all fail). At this scale a
+model learns the lookup within its steps or stays near chance depending on the seed (the committed
+rows: the Transformer 5 / 100 / 80 % on seeds 0 / 1 / 2 at 256 tokens); for HOPE, what was tried,
+and one seed's evidence that the draw of initial weights decides it, are in ``code_notes.md``.
 
 Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
