@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from hope_lite.memory import ResidualMLPMemory
@@ -53,6 +54,44 @@ def gflop(fn) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9
+
+
+MATMULS = (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default, torch.ops.aten.mm.default,
+            torch.ops.aten.addmm.default)
+
+
+class RecordMatmuls(TorchDispatchMode):
+    """Records every matrix product run under it: ``(op, argument shapes or values, kwargs)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in MATMULS:
+            shapes = [a.shape if isinstance(a, torch.Tensor) else a for a in args]
+            self.calls.append((func, shapes, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def matmuls_alone_ms(fn, repeats: int) -> float:
+    """Median ms of ``fn``'s matrix products alone: the same products, in order, on operands of the
+    same shapes (one set per shape, so warm in cache) with nothing between them: a floor for what
+    ``fn`` could take if everything else (element-wise work, Python, autograd) cost nothing."""
+    with RecordMatmuls() as record:
+        fn()
+    operands: dict[torch.Size, torch.Tensor] = {}
+
+    def operand(a):
+        return operands.setdefault(a, torch.randn(a)) if isinstance(a, torch.Size) else a
+
+    calls = [(func, [operand(a) for a in shapes], kwargs) for func, shapes, kwargs in record.calls]
+
+    def replay():
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
+
+    return median_ms(replay, repeats)
 
 
 def dgd_call(copies: int, n: int, d: int, hidden: int, chunk: int, causal: bool, impl: str):
@@ -123,25 +162,30 @@ def main(argv: list[str] | None = None) -> int:
             fwd, both = dgd_call(copies, args.seq, d, hidden, chunk, causal, impl)
             ms, work = median_ms(both, args.repeats), gflop(both)
             rows.append(dict(call=name, impl=impl, copies=copies, chunk=chunk, forward_ms=median_ms(fwd, args.repeats),
-                             fwd_bwd_ms=ms, gflop=work, gflop_per_s=work / ms * 1000))
+                             fwd_bwd_ms=ms, gflop=work, gflop_per_s=work / ms * 1000,
+                             matmuls_ms=matmuls_alone_ms(both, args.repeats)))
     step = training_step(args.batch, args.seq)
-    step_ms, step_gflop = median_ms(step, args.repeats), gflop(step)
+    step_ms, step_gflop, step_matmuls_ms = median_ms(step, args.repeats), gflop(step), matmuls_alone_ms(step, args.repeats)
     print(f"{'call':>22} {'impl':>6} {'copies':>6} {'chunk':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'x autograd':>10} "
-          f"{'GFLOP':>6} {'GFLOP/s':>7}")
+          f"{'GFLOP':>6} {'GFLOP/s':>7} {'matmuls alone ms':>16}")
     for r in rows:
         base = next(b for b in rows if b["call"] == r["call"] and b["impl"] == "chunk")
         r["speedup"] = base["fwd_bwd_ms"] / r["fwd_bwd_ms"]
         print(f"{r['call']:>22} {r['impl']:>6} {r['copies']:>6} {r['chunk']:>5} {r['forward_ms']:>8.1f} "
-              f"{r['fwd_bwd_ms']:>10.1f} {r['speedup']:>10.2f} {r['gflop']:>6.2f} {r['gflop_per_s']:>7.1f}")
+              f"{r['fwd_bwd_ms']:>10.1f} {r['speedup']:>10.2f} {r['gflop']:>6.2f} {r['gflop_per_s']:>7.1f} "
+              f"{r['matmuls_ms']:>16.1f}")
     dgd_ms = config.layers * sum(r["fwd_bwd_ms"] for r in rows if r["impl"] == "scan")
     dgd_gflop = config.layers * sum(r["gflop"] for r in rows if r["impl"] == "scan")
     print(f"tiny HOPE training step ({args.batch} x {args.seq}, {args.threads} thread(s)): {step_ms:.0f} ms, "
           f"{step_gflop:.2f} GFLOP ({step_gflop / step_ms * 1000:.1f} GFLOP/s); its {config.layers} blocks' DGD calls "
           f"over whole sequences (scan, fwd+bwd) alone: {dgd_ms:.0f} ms = {dgd_ms / step_ms:.0%}, {dgd_gflop:.2f} GFLOP "
           f"(the step reads in token-clock segments and revisits some calls for the CMS error signal)")
+    print(f"the step's matrix products alone, back to back: {step_matmuls_ms:.0f} ms ({step_gflop / step_matmuls_ms * 1000:.1f} "
+          f"GFLOP/s), {step_matmuls_ms / step_ms:.0%} of the step; the other {step_ms - step_matmuls_ms:.0f} ms are "
+          f"element-wise work, Python and autograd between them")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows,
-                                        step_ms=step_ms, step_gflop=step_gflop, dgd_ms=dgd_ms,
+                                        step_ms=step_ms, step_gflop=step_gflop, step_matmuls_ms=step_matmuls_ms, dgd_ms=dgd_ms,
                                         dgd_gflop=dgd_gflop), indent=2))
     return 0
 
