@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -38,4 +40,23 @@ def test_dgd_scan_benchmark_times_both_calls_both_ways(tmp_path, capsys):
     assert all(0.2 < scan[c] / chunk[c] < 5 for c in scan)  # the same rule: arithmetic of one order
     assert result["step_ms"] > 0 and result["dgd_ms"] > 0
     assert result["step_gflop"] > result["dgd_gflop"] / 2 > 0
-    assert "DGD calls" in capsys.readouterr().out
+    assert result["step_matmuls_ms"] > 0 and all(r["matmuls_ms"] > 0 for r in result["rows"])
+    out = capsys.readouterr().out
+    assert "DGD calls" in out and "matrix products alone" in out
+
+
+def test_dgd_scan_benchmark_records_the_products_it_replays():
+    bench = load("dgd_scan")
+    a, b, x = torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 5, 2), torch.randn(6, 7)
+
+    def fn():
+        y = torch.bmm(a, b).sum() + (x @ x.T).trace() + (x * 2).sum()  # two products, one element-wise op
+        y.backward()
+
+    with bench.RecordMatmuls() as record:
+        fn()
+    ops = [(func.__name__, [tuple(s) for s in shapes if isinstance(s, torch.Size)]) for func, shapes, _ in record.calls]
+    # forward bmm and mm, then the backward's product for a's gradient (x, b need none)
+    assert ops[:2] == [("bmm.default", [(3, 4, 5), (3, 5, 2)]), ("mm.default", [(6, 7), (7, 6)])]
+    assert ("bmm.default", [(3, 4, 2), (3, 2, 5)]) in ops[2:] and len(ops) == 3
+    assert bench.matmuls_alone_ms(fn, repeats=1) > 0
