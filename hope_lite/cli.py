@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     suite = commands.add_parser("suite", help="run every experiment; summary with all claims")
     for sub in (run, suite):
         sub.add_argument("--preset", default="quick",
-                         help="test (seconds), quick (one seed, CPU minutes), standard (3 seeds, 10-45 CPU minutes) "
+                         help="test (seconds), quick (one seed, CPU minutes), standard (3 seeds, 10-95 CPU minutes) "
                          "or full (GPU)")  # fmt: skip
         sub.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
                          help="the seeds to run, e.g. --seeds 0 1 2 (default: the preset's)")  # fmt: skip
