@@ -12,8 +12,10 @@ hand-differentiated scan (``impl="scan"``, the default) and the autograd path it
 (``impl="chunk"``, the baseline), then times the whole training step in the same run and prints
 what share of it the blocks' DGD calls take (layers x both calls, scan, forward+backward). Each
 scan call and the step also get their matmul arithmetic (``torch.utils.flop_counter``, forward +
-backward) and the rate they reach: a call's time against its arithmetic shows how far from the
-BLAS rate it runs. Medians of ``--repeats`` runs after a warm-up. Writes
+backward) and the rate they reach, and the time of their matrix products alone (the same products
+replayed back to back on operands of the same shapes, :func:`matmuls_alone_ms`): the rest of a
+call's time is the element-wise work, Python and autograd between its products, what a fused kernel
+would remove. Medians of ``--repeats`` runs after a warm-up. Writes
 benchmarks/results/dgd_scan.json.
 """
 
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                              fwd_bwd_ms=ms, gflop=work, gflop_per_s=work / ms * 1000,
                              matmuls_ms=matmuls_alone_ms(both, args.repeats)))
     step = training_step(args.batch, args.seq)
-    step_ms, step_gflop, step_matmuls_ms = median_ms(step, args.repeats), gflop(step), matmuls_alone_ms(step, args.repeats)
+    step_ms, step_gflop = median_ms(step, args.repeats), gflop(step)
+    step_matmuls_ms = matmuls_alone_ms(step, args.repeats)
     print(f"{'call':>22} {'impl':>6} {'copies':>6} {'chunk':>5} {'fwd ms':>8} {'fwd+bwd ms':>10} {'x autograd':>10} "
           f"{'GFLOP':>6} {'GFLOP/s':>7} {'matmuls alone ms':>16}")
     for r in rows:
@@ -180,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{step_gflop:.2f} GFLOP ({step_gflop / step_ms * 1000:.1f} GFLOP/s); its {config.layers} blocks' DGD calls "
           f"over whole sequences (scan, fwd+bwd) alone: {dgd_ms:.0f} ms = {dgd_ms / step_ms:.0%}, {dgd_gflop:.2f} GFLOP "
           f"(the step reads in token-clock segments and revisits some calls for the CMS error signal)")
-    print(f"the step's matrix products alone, back to back: {step_matmuls_ms:.0f} ms ({step_gflop / step_matmuls_ms * 1000:.1f} "
-          f"GFLOP/s), {step_matmuls_ms / step_ms:.0%} of the step; the other {step_ms - step_matmuls_ms:.0f} ms are "
-          f"element-wise work, Python and autograd between them")
+    print(f"the step's matrix products alone, back to back: {step_matmuls_ms:.0f} ms "
+          f"({step_gflop / step_matmuls_ms * 1000:.1f} GFLOP/s), {step_matmuls_ms / step_ms:.0%} of the step; "
+          f"the other {step_ms - step_matmuls_ms:.0f} ms are element-wise work, Python and autograd between them")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows,
-                                        step_ms=step_ms, step_gflop=step_gflop, step_matmuls_ms=step_matmuls_ms, dgd_ms=dgd_ms,
-                                        dgd_gflop=dgd_gflop), indent=2))
+                                        step_ms=step_ms, step_gflop=step_gflop, step_matmuls_ms=step_matmuls_ms,
+                                        dgd_ms=dgd_ms, dgd_gflop=dgd_gflop), indent=2))
     return 0
 
 
