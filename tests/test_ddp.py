@@ -5,6 +5,7 @@ from dataclasses import asdict
 import pytest
 import torch
 import torch.distributed as dist
+from torch.multiprocessing import ProcessRaisedException
 from torch.nn.parallel import DistributedDataParallel
 
 from hope_lite.models import make_model
@@ -89,3 +90,14 @@ def test_auto_device_refuses_more_local_ranks_than_gpus(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(ValueError, match="LOCAL_RANK=1 but only 1 GPU"):
         local_device("auto")
+
+
+def failing_worker(rank: int, world: int) -> None:
+    if rank == 1:
+        raise RuntimeError("rank 1 failed on purpose")
+
+
+def test_a_failing_process_fails_spawn():
+    # the error reported is the first process to end's: rank 1's, or rank 0's lost connection to it
+    with pytest.raises(ProcessRaisedException, match="terminated with the following error"):
+        spawn(failing_worker, 2, backend="gloo")
