@@ -56,8 +56,11 @@ HOPE 1.6 and 2.1 % (chance, about 1 % for a 2-digit value, at both rates), and 1
 trains Titans at 1e-2 and the others at 3e-3: a model that stays at chance at every rate tried
 keeps the preset's rate (a sweep cannot choose between rates that all fail). At this scale a
 model learns the lookup within its steps or stays near chance depending on the seed (the committed
-rows: the Transformer 5 / 100 / 80 % on seeds 0 / 1 / 2 at 256 tokens); for HOPE, what was tried,
-and one seed's evidence that the draw of initial weights decides it, are in ``code_notes.md``.
+rows: the Transformer 5 / 100 / 80 % on seeds 0 / 1 / 2 at 256 tokens). Over ten seeds (2026-12-05,
+``docs/measurements/niah_seeds_standard_cpu2_2026-12-05.json``, read by notebook 09) S-NIAH-1 at
+256 tokens reached 50 % on 7 of 10 seeds for the Transformer, 3 of 10 for Titans (LMM) and 0 of 10
+for HOPE (best 15.6 %): HOPE's failure here is not the luck of three seeds. What was tried for HOPE
+is in ``code_notes.md``.
 
 Measured results of the ``quick`` preset (2026-11) are in ``docs/measurements/code_notes.md``.
 """
